@@ -1,0 +1,223 @@
+//! The identity port: users, memberships and API tokens.
+
+use async_trait::async_trait;
+use inbox_domain::ports::{IdentityRepository, StoreError};
+use inbox_domain::token::{ApiToken, TokenHash};
+use inbox_domain::user::{Member, Membership, MembershipSummary, NewUser, Role, User};
+use inbox_domain::{Timestamp, TokenId, UserId, WorkspaceId};
+use sqlx::{Postgres, Sqlite};
+use uuid::Uuid;
+
+use crate::Store;
+use crate::error::from_sqlx;
+use crate::rows::{MemberRow, MembershipRow, MembershipSummaryRow, TokenRow, UserRow};
+
+/// `last_used_at` is refreshed at most this often, so authenticating stays a read.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
+
+/// A token's owner, and when the token was last recorded as used.
+#[derive(sqlx::FromRow)]
+struct AuthRow {
+    token_id: Uuid,
+    last_used_at: Option<i64>,
+    id: Uuid,
+    name: String,
+    email: Option<String>,
+    created_at: i64,
+}
+
+macro_rules! impl_identity {
+    ($db:ty) => {
+        #[async_trait]
+        impl IdentityRepository for Store<$db> {
+            async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+                let row: UserRow = sqlx::query_as(
+                    "INSERT INTO users (id, name, email, created_at) VALUES ($1, $2, $3, $4) \
+                     RETURNING id, name, email, created_at",
+                )
+                .bind(UserId::new().as_uuid())
+                .bind(&new.name)
+                .bind(&new.email)
+                .bind(Timestamp::now().as_millis())
+                .fetch_one(&self.write)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(row.into())
+            }
+
+            async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+                let row: Option<UserRow> =
+                    sqlx::query_as("SELECT id, name, email, created_at FROM users WHERE id = $1")
+                        .bind(id.as_uuid())
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(from_sqlx)?;
+                Ok(row.map(User::from))
+            }
+
+            async fn add_member(
+                &self,
+                workspace_id: WorkspaceId,
+                user_id: UserId,
+                role: Role,
+            ) -> Result<Membership, StoreError> {
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                // SQLite does not say which foreign key failed; checking first names it.
+                let (workspace_exists, user_exists): (bool, bool) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1), \
+                            EXISTS (SELECT 1 FROM users WHERE id = $2)",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(user_id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                if !workspace_exists {
+                    return Err(StoreError::MissingReference("workspace".into()));
+                }
+                if !user_exists {
+                    return Err(StoreError::MissingReference("user".into()));
+                }
+                let row: MembershipRow = sqlx::query_as(
+                    "INSERT INTO memberships (workspace_id, user_id, role, created_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING workspace_id, user_id, role, created_at",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(user_id.as_uuid())
+                .bind(role.as_str())
+                .bind(Timestamp::now().as_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                tx.commit().await.map_err(from_sqlx)?;
+                row.try_into()
+            }
+
+            async fn membership(
+                &self,
+                workspace_id: WorkspaceId,
+                user_id: UserId,
+            ) -> Result<Option<Membership>, StoreError> {
+                let row: Option<MembershipRow> = sqlx::query_as(
+                    "SELECT workspace_id, user_id, role, created_at FROM memberships \
+                     WHERE workspace_id = $1 AND user_id = $2",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(user_id.as_uuid())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(Membership::try_from).transpose()
+            }
+
+            async fn memberships_of(
+                &self,
+                user_id: UserId,
+            ) -> Result<Vec<MembershipSummary>, StoreError> {
+                let rows: Vec<MembershipSummaryRow> = sqlx::query_as(
+                    "SELECT w.id AS workspace_id, w.slug, w.name, m.role \
+                     FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                     WHERE m.user_id = $1 ORDER BY w.slug",
+                )
+                .bind(user_id.as_uuid())
+                .fetch_all(&self.read)
+                .await
+                .map_err(from_sqlx)?;
+                rows.into_iter().map(MembershipSummary::try_from).collect()
+            }
+
+            async fn members(&self, workspace_id: WorkspaceId) -> Result<Vec<Member>, StoreError> {
+                let rows: Vec<MemberRow> = sqlx::query_as(
+                    "SELECT u.id, u.name, u.email, u.created_at AS user_created_at, m.role, m.created_at \
+                     FROM memberships m JOIN users u ON u.id = m.user_id \
+                     WHERE m.workspace_id = $1 ORDER BY m.created_at, u.id",
+                )
+                .bind(workspace_id.as_uuid())
+                .fetch_all(&self.read)
+                .await
+                .map_err(from_sqlx)?;
+                rows.into_iter().map(Member::try_from).collect()
+            }
+
+            async fn create_token(
+                &self,
+                user_id: UserId,
+                name: &str,
+                hash: &TokenHash,
+            ) -> Result<ApiToken, StoreError> {
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let user_exists: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+                        .bind(user_id.as_uuid())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                if !user_exists {
+                    return Err(StoreError::MissingReference("user".into()));
+                }
+                let row: TokenRow = sqlx::query_as(&format!(
+                    "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLUMNS}"
+                ))
+                .bind(TokenId::new().as_uuid())
+                .bind(user_id.as_uuid())
+                .bind(name)
+                .bind(hash.as_bytes().as_slice())
+                .bind(Timestamp::now().as_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                tx.commit().await.map_err(from_sqlx)?;
+                Ok(row.into())
+            }
+
+            async fn authenticate(&self, hash: &TokenHash) -> Result<Option<User>, StoreError> {
+                let row: Option<AuthRow> = sqlx::query_as(
+                    "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.email, u.created_at \
+                     FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+                )
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(from_sqlx)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let now = Timestamp::now().as_millis();
+                if row.last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
+                    sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                        .bind(row.token_id)
+                        .bind(now)
+                        .execute(&self.write)
+                        .await
+                        .map_err(from_sqlx)?;
+                }
+                Ok(Some(User {
+                    id: UserId::from_uuid(row.id),
+                    name: row.name,
+                    email: row.email,
+                    created_at: Timestamp::from_millis(row.created_at),
+                }))
+            }
+
+            async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError> {
+                let row: Option<TokenRow> = sqlx::query_as(&format!(
+                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                     RETURNING {TOKEN_COLUMNS}"
+                ))
+                .bind(id.as_uuid())
+                .bind(Timestamp::now().as_millis())
+                .fetch_optional(&self.write)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(ApiToken::from).ok_or(StoreError::NotFound)
+            }
+        }
+    };
+}
+
+impl_identity!(Sqlite);
+impl_identity!(Postgres);

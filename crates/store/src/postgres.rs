@@ -1,0 +1,49 @@
+//! The PostgreSQL backend: one pool for reads and writes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::crypto::{SecretCipher, SecretKey};
+use crate::{OpenError, Store};
+
+/// Migrations for PostgreSQL, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL store.
+pub type PgStore = Store<Postgres>;
+
+/// Sized for a 2-core machine: more connections than cores only adds context switches.
+const POOL_SIZE: u32 = 8;
+
+/// Connects to and migrates a PostgreSQL database. Concurrent starts are safe: sqlx serialises
+/// migrations with an advisory lock.
+///
+/// # Errors
+/// See [`OpenError`].
+pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?
+        .application_name("inbox");
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| OpenError::Migrate(e.to_string()))?;
+    Ok(Store {
+        read: pool.clone(),
+        write: pool,
+        cipher: SecretCipher::new(key),
+    })
+}

@@ -1,0 +1,71 @@
+//! The SQLite backend: a single writer connection and a pool of read-only readers, over WAL.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::crypto::{SecretCipher, SecretKey};
+use crate::{OpenError, Store};
+
+/// Migrations for SQLite, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store.
+pub type SqliteStore = Store<Sqlite>;
+
+/// Readers beside the writer; WAL lets them run concurrently with it.
+const READERS: u32 = 4;
+
+/// Opens (creating if missing) and migrates a SQLite database.
+///
+/// # Errors
+/// See [`OpenError`].
+pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // An acknowledged webhook must survive a power cut: FULL syncs the WAL on every commit.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    if let Some(folder) = options
+        .get_filename()
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(folder).map_err(|source| OpenError::Folder {
+            path: folder.display().to_string(),
+            source,
+        })?;
+    }
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?;
+    MIGRATOR
+        .run(&write)
+        .await
+        .map_err(|e| OpenError::Migrate(e.to_string()))?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.read_only(true))
+        .await
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?;
+    Ok(Store {
+        read,
+        write,
+        cipher: SecretCipher::new(key),
+    })
+}

@@ -1,0 +1,170 @@
+//! Fresh databases for tests: a SQLite file in a temporary folder, or a new PostgreSQL database
+//! created from `INBOX_TEST_DATABASE_URL` and dropped afterwards.
+
+use std::str::FromStr;
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use uuid::Uuid;
+
+/// The variable naming the PostgreSQL server tests may create databases on.
+pub const POSTGRES_URL_VAR: &str = "INBOX_TEST_DATABASE_URL";
+
+/// A database that exists for one test and is removed after it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Folder(#[allow(dead_code)] tempfile::TempDir),
+    Postgres {
+        admin: Box<PgConnectOptions>,
+        name: String,
+    },
+}
+
+/// Why a test database could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TestDatabaseError {
+    /// PostgreSQL tests were asked for but `INBOX_TEST_DATABASE_URL` is not set.
+    #[error("INBOX_TEST_DATABASE_URL is not set")]
+    NotConfigured,
+    /// Anything else.
+    #[error("cannot prepare a test database: {0}")]
+    Setup(String),
+}
+
+impl TestDatabase {
+    /// A new SQLite database file in its own temporary folder.
+    ///
+    /// # Errors
+    /// When the folder cannot be created.
+    pub fn sqlite() -> Result<Self, TestDatabaseError> {
+        let dir = tempfile::tempdir().map_err(|e| TestDatabaseError::Setup(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+        Ok(Self {
+            url,
+            cleanup: Cleanup::Folder(dir),
+        })
+    }
+
+    /// A new, empty PostgreSQL database on the server `INBOX_TEST_DATABASE_URL` names.
+    ///
+    /// # Errors
+    /// [`TestDatabaseError::NotConfigured`] without the variable; `Setup` when the server
+    /// refuses.
+    pub async fn postgres() -> Result<Self, TestDatabaseError> {
+        let base = std::env::var(POSTGRES_URL_VAR).map_err(|_| TestDatabaseError::NotConfigured)?;
+        let admin = PgConnectOptions::from_str(&base)
+            .map_err(|e| TestDatabaseError::Setup(e.to_string()))?;
+        let name = format!("inbox_test_{}", Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect_with(&admin)
+            .await
+            .map_err(|e| TestDatabaseError::Setup(e.to_string()))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| TestDatabaseError::Setup(e.to_string()))?;
+        drop(conn.close().await);
+        let url = with_database(&base, &name);
+        Ok(Self {
+            url,
+            cleanup: Cleanup::Postgres {
+                admin: Box::new(admin),
+                name,
+            },
+        })
+    }
+
+    /// The database's URL, for `inbox_store::open` or `INBOX_DATABASE_URL`.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Replaces (or adds) the database name in a PostgreSQL URL, keeping the query string.
+fn with_database(base: &str, name: &str) -> String {
+    let (without_query, query) = base
+        .split_once('?')
+        .map_or((base, None), |(a, b)| (a, Some(b)));
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let host_end = without_query[scheme_end..]
+        .find('/')
+        .map_or(without_query.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{name}", &without_query[..host_end]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Cleanup::Postgres { admin, name } = &self.cleanup else {
+            return;
+        };
+        let admin = (**admin).clone();
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        // Drop cannot await, and may run inside a runtime: drop on a thread of its own.
+        let dropper = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect_with(&admin).await {
+                    drop(sqlx::query(&sql).execute(&mut conn).await);
+                }
+            });
+        });
+        drop(dropper.join());
+    }
+}
+
+/// A fresh PostgreSQL database for a test, or `None` (with a loud message) on a developer machine
+/// without `INBOX_TEST_DATABASE_URL`. On CI (`CI` set) a missing PostgreSQL is a failure.
+///
+/// # Panics
+/// On CI without `INBOX_TEST_DATABASE_URL`, and whenever the server refuses to create a database.
+#[allow(clippy::panic)]
+pub async fn postgres_or_skip(test: &str) -> Option<TestDatabase> {
+    match TestDatabase::postgres().await {
+        Ok(db) => Some(db),
+        Err(TestDatabaseError::NotConfigured) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "\n!!! SKIPPED {test} on PostgreSQL: {POSTGRES_URL_VAR} is not set.\n\
+                 !!! Set it (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL half of the suite.\n"
+            );
+            None
+        }
+        Err(e) => panic!("{test}: PostgreSQL is required here: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn swaps_the_database_name() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://127.0.0.1", "x"),
+            "postgres://127.0.0.1/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/test?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
+}
