@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{ContactId, ConversationId, EventId, WorkspaceId};
+use crate::ids::{ContactId, ConversationId, EventId, MessageId, WorkspaceId};
 use crate::timestamp::Timestamp;
 
 /// What changed.
@@ -59,6 +59,9 @@ impl FromStr for EventKind {
 }
 
 /// An event to append, in the same transaction as the change it records.
+///
+/// Events carry references, not copies: the stream renders the current state of what they
+/// name when it sends them, so the write path stays lean and no wire format lives in storage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {
     /// Workspace.
@@ -69,8 +72,8 @@ pub struct NewEvent {
     pub conversation_id: Option<ConversationId>,
     /// The contact concerned, for visibility filtering.
     pub contact_id: Option<ContactId>,
-    /// The new state, as the stream sends it.
-    pub payload: serde_json::Value,
+    /// The message concerned, for `message.*` events.
+    pub message_id: Option<MessageId>,
 }
 
 /// A stored event.
@@ -86,8 +89,8 @@ pub struct Event {
     pub conversation_id: Option<ConversationId>,
     /// The contact concerned.
     pub contact_id: Option<ContactId>,
-    /// The new state.
-    pub payload: serde_json::Value,
+    /// The message concerned.
+    pub message_id: Option<MessageId>,
     /// When it was written.
     pub created_at: Timestamp,
 }

@@ -8,6 +8,7 @@
 
 mod crypto;
 mod error;
+mod events;
 mod health;
 mod identity;
 pub mod postgres;

@@ -152,7 +152,7 @@ CREATE TABLE events (
     kind            TEXT NOT NULL,
     conversation_id UUID,
     contact_id      UUID,
-    payload         TEXT NOT NULL,
+    message_id      UUID,
     created_at      BIGINT NOT NULL
 );
 CREATE INDEX events_workspace_idx ON events (workspace_id, id);

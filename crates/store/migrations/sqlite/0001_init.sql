@@ -152,7 +152,7 @@ CREATE TABLE events (
     kind            TEXT NOT NULL,
     conversation_id BLOB,
     contact_id      BLOB,
-    payload         TEXT NOT NULL,
+    message_id      BLOB,
     created_at      BIGINT NOT NULL
 );
 CREATE INDEX events_workspace_idx ON events (workspace_id, id);

@@ -1,0 +1,83 @@
+//! The identity port.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::ids::{TokenId, UserId, WorkspaceId};
+use crate::token::{ApiToken, TokenHash};
+use crate::user::{Member, Membership, MembershipSummary, NewUser, Role, User};
+
+/// Users, memberships and API tokens.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait IdentityRepository: Send + Sync {
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// `Duplicate("email")` when the email is taken.
+    async fn create_user(&self, new: NewUser) -> Result<User, StoreError>;
+
+    /// A user by id.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Makes a user a member of a workspace.
+    ///
+    /// # Errors
+    /// `Duplicate("membership")` when they already are; `MissingReference("workspace")` or
+    /// `MissingReference("user")` for unknown ids.
+    async fn add_member(
+        &self,
+        workspace_id: WorkspaceId,
+        user_id: UserId,
+        role: Role,
+    ) -> Result<Membership, StoreError>;
+
+    /// A user's membership of a workspace, `None` if they are not a member.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn membership(
+        &self,
+        workspace_id: WorkspaceId,
+        user_id: UserId,
+    ) -> Result<Option<Membership>, StoreError>;
+
+    /// Every membership of a user, with the workspaces' public identity, ordered by slug.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn memberships_of(&self, user_id: UserId) -> Result<Vec<MembershipSummary>, StoreError>;
+
+    /// The members of a workspace, oldest first.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn members(&self, workspace_id: WorkspaceId) -> Result<Vec<Member>, StoreError>;
+
+    /// Stores a new token's hash.
+    ///
+    /// # Errors
+    /// `MissingReference("user")` for an unknown user.
+    async fn create_token(
+        &self,
+        user_id: UserId,
+        name: &str,
+        hash: &TokenHash,
+    ) -> Result<ApiToken, StoreError>;
+
+    /// The user a presented token belongs to, `None` when the token is unknown or revoked.
+    /// Records `last_used_at` (at most about once a minute per token, to keep reads cheap).
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<User>, StoreError>;
+
+    /// Revokes a token; revoking twice is not an error.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown token id.
+    async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError>;
+}

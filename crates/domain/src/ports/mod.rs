@@ -1,0 +1,53 @@
+//! Storage ports: what the use cases need from a database, implemented by `inbox-store`.
+//!
+//! Every method is scoped: anything that reads or changes tenant data takes the workspace it
+//! belongs to, so an adapter cannot forget the tenant filter.
+
+mod identity;
+mod workspaces;
+
+pub use identity::IdentityRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use identity::MockIdentityRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use workspaces::MockWorkspaceRepository;
+pub use workspaces::WorkspaceRepository;
+
+use async_trait::async_trait;
+
+/// Why a storage call failed. Adapters translate driver errors into these; no driver text or SQL
+/// reaches callers except inside `Internal`, which is logged and never shown to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The row to change does not exist (in that workspace).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule refused the write; names the rule's field, e.g. `slug` or `phone`.
+    #[error("{0} is already taken")]
+    Duplicate(String),
+    /// A reference points nowhere (a user id that is not a user, say); names the field.
+    #[error("{0} does not exist")]
+    MissingReference(String),
+    /// The database cannot be reached or is shutting down; the caller may retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+/// Whether the database answers.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// Round-trips a trivial query.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database does not answer.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Every port, for binaries that hold one `Arc<dyn Repository>`.
+pub trait Repository: WorkspaceRepository + IdentityRepository + Health {}
+
+impl<T: WorkspaceRepository + IdentityRepository + Health> Repository for T {}
