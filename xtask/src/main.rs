@@ -31,7 +31,15 @@ fn ci() -> anyhow::Result<()> {
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy",
-        cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     for dep in FORBIDDEN_IN_DOMAIN {
         let found = Command::new("cargo")
@@ -64,7 +72,9 @@ fn configure_postgres(test: &mut Command) -> anyhow::Result<()> {
         println!("xtask: INBOX_TEST_DATABASE_URL unset; using {LOCAL_POSTGRES}");
         test.env("INBOX_TEST_DATABASE_URL", LOCAL_POSTGRES);
     } else if std::env::var_os("CI").is_some() {
-        bail!("PostgreSQL is required on CI: set INBOX_TEST_DATABASE_URL or start it on 127.0.0.1:5432");
+        bail!(
+            "PostgreSQL is required on CI: set INBOX_TEST_DATABASE_URL or start it on 127.0.0.1:5432"
+        );
     } else {
         eprintln!(
             "\n!!! xtask: no PostgreSQL on 127.0.0.1:5432 and INBOX_TEST_DATABASE_URL unset:\n\
@@ -82,7 +92,9 @@ fn cargo(args: &[&str]) -> Command {
 
 fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
     println!("xtask: {name}: {command:?}");
-    let status = command.status().with_context(|| format!("starting {name}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {name}"))?;
     if !status.success() {
         bail!("{name} failed ({status})");
     }

@@ -33,10 +33,14 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
     // timeout, and a wrong URL deserves an immediate, clear answer rather than a 10 s wait.
     PgConnection::connect_with(&options)
         .await
-        .map_err(|e| OpenError::Connect { reason: e.to_string() })?
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?
         .close()
         .await
-        .map_err(|e| OpenError::Connect { reason: e.to_string() })?;
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?;
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(Duration::from_secs(10))
