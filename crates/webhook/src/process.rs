@@ -168,7 +168,8 @@ pub fn init_tracing(settings: &CoreSettings) {
     let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second initialisation (tests calling twice) is harmless; ignore it.
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
