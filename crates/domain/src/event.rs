@@ -3,8 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{ContactId, ConversationId, EventId, MessageId, WorkspaceId};
+use crate::ids::{ContactId, ConversationId, EventId, MessageId, UserId, WorkspaceId};
 use crate::timestamp::Timestamp;
+use crate::user::Actor;
 
 /// What changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,4 +94,159 @@ pub struct Event {
     pub message_id: Option<MessageId>,
     /// When it was written.
     pub created_at: Timestamp,
+}
+
+/// A reader's place in the log. Events are read in `(tx, id)` order: on SQLite `tx` is always 0
+/// and ids alone give commit order; on PostgreSQL `tx` is the writing transaction's id, because
+/// sequence ids are handed out before commit and so are not in commit order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    /// The writing transaction's order (0 on SQLite).
+    pub tx: i64,
+    /// The event id.
+    pub id: EventId,
+}
+
+impl LogPosition {
+    /// Before every event.
+    pub const START: Self = Self {
+        tx: i64::MIN,
+        id: EventId(0),
+    };
+}
+
+/// An event as read back, with its position and the current assignments of what it concerns,
+/// so that visibility can be decided without another query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedEvent {
+    /// Where it sits in the log.
+    pub position: LogPosition,
+    /// The event.
+    pub event: Event,
+    /// The assignee of the conversation concerned, now.
+    pub conversation_assignee: Option<UserId>,
+    /// The assignee of the contact concerned (or of the conversation's contact), now.
+    pub contact_assignee: Option<UserId>,
+}
+
+impl Actor {
+    /// Whether this actor may see an event: contact events follow the contact's visibility,
+    /// conversation and message events the conversation's.
+    #[must_use]
+    pub fn sees_event(&self, logged: &LoggedEvent) -> bool {
+        if logged.event.workspace_id != self.workspace_id {
+            return false;
+        }
+        match logged.event.kind {
+            EventKind::ContactUpdated => self.sees_contact(logged.contact_assignee),
+            EventKind::ConversationCreated
+            | EventKind::ConversationUpdated
+            | EventKind::MessageCreated
+            | EventKind::MessageUpdated => {
+                self.sees_conversation(logged.conversation_assignee, logged.contact_assignee)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timestamp::Timestamp;
+    use crate::user::Role;
+
+    fn logged(
+        kind: EventKind,
+        workspace_id: WorkspaceId,
+        conv: Option<UserId>,
+        contact: Option<UserId>,
+    ) -> LoggedEvent {
+        LoggedEvent {
+            position: LogPosition {
+                tx: 0,
+                id: EventId(1),
+            },
+            event: Event {
+                id: EventId(1),
+                workspace_id,
+                kind,
+                conversation_id: Some(ConversationId::new()),
+                contact_id: Some(ContactId::new()),
+                message_id: None,
+                created_at: Timestamp::from_millis(0),
+            },
+            conversation_assignee: conv,
+            contact_assignee: contact,
+        }
+    }
+
+    #[test]
+    fn members_see_events_of_what_is_assigned_to_them() {
+        let ws = WorkspaceId::new();
+        let me = Actor {
+            user_id: UserId::new(),
+            workspace_id: ws,
+            role: Role::Member,
+        };
+        let other = UserId::new();
+        assert!(me.sees_event(&logged(
+            EventKind::MessageCreated,
+            ws,
+            Some(me.user_id),
+            None
+        )));
+        assert!(me.sees_event(&logged(
+            EventKind::ConversationUpdated,
+            ws,
+            None,
+            Some(me.user_id)
+        )));
+        assert!(!me.sees_event(&logged(EventKind::MessageCreated, ws, Some(other), None)));
+        assert!(!me.sees_event(&logged(
+            EventKind::ContactUpdated,
+            ws,
+            Some(me.user_id),
+            Some(other)
+        )));
+        assert!(me.sees_event(&logged(
+            EventKind::ContactUpdated,
+            ws,
+            None,
+            Some(me.user_id)
+        )));
+    }
+
+    #[test]
+    fn nobody_sees_another_workspace() {
+        let admin = Actor {
+            user_id: UserId::new(),
+            workspace_id: WorkspaceId::new(),
+            role: Role::Owner,
+        };
+        assert!(admin.sees_event(&logged(
+            EventKind::MessageCreated,
+            admin.workspace_id,
+            None,
+            None
+        )));
+        assert!(!admin.sees_event(&logged(
+            EventKind::MessageCreated,
+            WorkspaceId::new(),
+            None,
+            None
+        )));
+    }
+
+    #[test]
+    fn positions_order_by_transaction_then_id() {
+        let a = LogPosition {
+            tx: 5,
+            id: EventId(9),
+        };
+        let b = LogPosition {
+            tx: 6,
+            id: EventId(2),
+        };
+        assert!(LogPosition::START < a && a < b);
+    }
 }

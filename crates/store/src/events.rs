@@ -9,9 +9,11 @@ use sqlx::{Postgres, Sqlite};
 use crate::error::from_sqlx;
 
 /// Backend-specific pieces every port's SQL shares.
-// Used by the ingest and inbox ports, which are being written on their own branches.
-#[allow(dead_code)]
 pub(crate) trait Dialect: sqlx::Database {
+    /// A condition on `events e` that holds only for events no later commit can be ordered
+    /// before (see the `events` table in the migrations).
+    const SETTLED_EVENTS: &'static str;
+
     /// Appends `event` on `conn`, which must be inside the transaction that made the change the
     /// event records, so that the log never shows a change that did not commit.
     async fn append_event(
@@ -21,8 +23,10 @@ pub(crate) trait Dialect: sqlx::Database {
 }
 
 macro_rules! impl_dialect {
-    ($db:ty) => {
+    ($db:ty, $settled:expr) => {
         impl Dialect for $db {
+            const SETTLED_EVENTS: &'static str = $settled;
+
             async fn append_event(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 event: &NewEvent,
@@ -46,5 +50,10 @@ macro_rules! impl_dialect {
     };
 }
 
-impl_dialect!(Sqlite);
-impl_dialect!(Postgres);
+// SQLite has one writer, and readers see only committed rows: every visible event is settled.
+impl_dialect!(Sqlite, "TRUE");
+// Every transaction older than the oldest one still running has ended.
+impl_dialect!(
+    Postgres,
+    "e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+);

@@ -8,6 +8,7 @@
 
 mod crypto;
 mod error;
+mod event_log;
 mod events;
 mod health;
 mod identity;

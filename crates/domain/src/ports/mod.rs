@@ -3,9 +3,13 @@
 //! Every method is scoped: anything that reads or changes tenant data takes the workspace it
 //! belongs to, so an adapter cannot forget the tenant filter.
 
+mod events;
 mod identity;
 mod workspaces;
 
+pub use events::EventLog;
+#[cfg(any(test, feature = "mocks"))]
+pub use events::MockEventLog;
 pub use identity::IdentityRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use identity::MockIdentityRepository;
@@ -48,6 +52,6 @@ pub trait Health: Send + Sync {
 }
 
 /// Every port, for binaries that hold one `Arc<dyn Repository>`.
-pub trait Repository: WorkspaceRepository + IdentityRepository + Health {}
+pub trait Repository: WorkspaceRepository + IdentityRepository + EventLog + Health {}
 
-impl<T: WorkspaceRepository + IdentityRepository + Health> Repository for T {}
+impl<T: WorkspaceRepository + IdentityRepository + EventLog + Health> Repository for T {}

@@ -146,8 +146,14 @@ CREATE TABLE pending_statuses (
     PRIMARY KEY (workspace_id, wamid, status)
 );
 
+-- Ids come from a sequence at insert time, so on PostgreSQL they are not in commit order: a
+-- reader that followed ids alone could pass over an event whose transaction commits late. Each
+-- event also records its transaction id (`tx`); readers take only events whose transaction is
+-- older than every transaction still running (`pg_snapshot_xmin`), in (tx, id) order. That
+-- order never has anything inserted behind what was already read.
 CREATE TABLE events (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tx              BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
     workspace_id    UUID NOT NULL,
     kind            TEXT NOT NULL,
     conversation_id UUID,
@@ -155,7 +161,8 @@ CREATE TABLE events (
     message_id      UUID,
     created_at      BIGINT NOT NULL
 );
-CREATE INDEX events_workspace_idx ON events (workspace_id, id);
+CREATE INDEX events_workspace_idx ON events (workspace_id, tx, id);
+CREATE INDEX events_position_idx ON events (tx, id);
 CREATE INDEX events_created_idx ON events (created_at);
 
 CREATE TABLE webhook_deliveries (

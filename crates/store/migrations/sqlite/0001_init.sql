@@ -146,8 +146,11 @@ CREATE TABLE pending_statuses (
     PRIMARY KEY (workspace_id, wamid, status)
 );
 
+-- One writer commits in id order, so `tx` stays 0 and ids alone order the log; the column
+-- exists so both backends share the (tx, id) position of the PostgreSQL schema.
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx              INTEGER NOT NULL DEFAULT 0,
     workspace_id    BLOB NOT NULL,
     kind            TEXT NOT NULL,
     conversation_id BLOB,
@@ -155,7 +158,7 @@ CREATE TABLE events (
     message_id      BLOB,
     created_at      BIGINT NOT NULL
 );
-CREATE INDEX events_workspace_idx ON events (workspace_id, id);
+CREATE INDEX events_workspace_idx ON events (workspace_id, tx, id);
 CREATE INDEX events_created_idx ON events (created_at);
 
 CREATE TABLE webhook_deliveries (

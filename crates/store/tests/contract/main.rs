@@ -1,6 +1,7 @@
 //! The storage contract: every scenario is written once against the ports and run on SQLite and
 //! on PostgreSQL, each in a database of its own.
 
+mod event_log;
 mod identity;
 mod workspaces;
 
@@ -28,6 +29,27 @@ pub enum Raw {
 }
 
 impl Raw {
+    /// Appends an event row directly (the ports append events only inside the changes they
+    /// record; this tests the reading side on its own).
+    pub async fn insert_event(&self, workspace_id: uuid::Uuid, created_at: i64) {
+        let sql = "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, 'contact.updated', $2)";
+        match self {
+            Self::Sqlite(pool) => sqlx::query(sql)
+                .bind(workspace_id)
+                .bind(created_at)
+                .execute(pool)
+                .await
+                .map(drop),
+            Self::Postgres(pool) => sqlx::query(sql)
+                .bind(workspace_id)
+                .bind(created_at)
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .expect("insert event");
+    }
+
     /// Runs a query returning one optional blob.
     pub async fn blob(&self, sql: &str) -> Option<Vec<u8>> {
         match self {
@@ -99,4 +121,15 @@ contract!(
     identity::memberships_are_listed_both_ways,
     identity::tokens_authenticate_until_revoked,
     identity::health_answers,
+    event_log::reads_in_order_per_workspace_and_in_pages,
+    event_log::positions_resume_and_prune,
 );
+
+/// PostgreSQL hands out event ids before commit; a reader must not pass an event whose
+/// transaction commits after a later id's. (SQLite has one writer, so this cannot happen there.)
+#[tokio::test]
+async fn postgres_readers_never_pass_a_late_commit() {
+    if let Some(h) = Harness::postgres("postgres_readers_never_pass_a_late_commit").await {
+        event_log::late_commits_are_not_overtaken(h).await;
+    }
+}
