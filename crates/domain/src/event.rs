@@ -96,6 +96,10 @@ pub struct Event {
     pub created_at: Timestamp,
 }
 
+/// What a waiter on the log has seen of its changes: an opaque counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ChangeToken(pub u64);
+
 /// A reader's place in the log. Events are read in `(tx, id)` order: on SQLite `tx` is always 0
 /// and ids alone give commit order; on PostgreSQL `tx` is the writing transaction's id, because
 /// sequence ids are handed out before commit and so are not in commit order.

@@ -1,7 +1,7 @@
 //! The event-log port: reading the log in settled order, and pruning it.
 
 use async_trait::async_trait;
-use inbox_domain::event::{Event, EventKind, LogPosition, LoggedEvent};
+use inbox_domain::event::{ChangeToken, Event, EventKind, LogPosition, LoggedEvent};
 use inbox_domain::ports::{EventLog, StoreError};
 use inbox_domain::{ContactId, ConversationId, EventId, MessageId, Timestamp, UserId, WorkspaceId};
 use sqlx::{Postgres, Sqlite};
@@ -134,6 +134,10 @@ macro_rules! impl_event_log {
                     tx,
                     id: EventId(id),
                 }))
+            }
+
+            async fn wait_for_change(&self, seen: ChangeToken) -> ChangeToken {
+                self.changes.wait(seen).await
             }
 
             async fn prune_events(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -6,6 +6,7 @@
 //! timestamps), written once per port in a macro instantiated for each backend; what differs
 //! (pools, pragmas, migrations, identity columns) lives in [`sqlite`] and [`postgres`].
 
+mod changes;
 mod crypto;
 mod error;
 mod event_log;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use inbox_domain::ports::Repository;
 
+use crate::changes::Changes;
 use crate::crypto::SecretCipher;
 pub use crate::crypto::{InvalidSecretKey, SecretKey};
 
@@ -35,6 +37,7 @@ pub struct Store<DB: sqlx::Database> {
     read: sqlx::Pool<DB>,
     write: sqlx::Pool<DB>,
     cipher: SecretCipher,
+    changes: Arc<Changes>,
 }
 
 impl<DB: sqlx::Database> Clone for Store<DB> {
@@ -43,6 +46,7 @@ impl<DB: sqlx::Database> Clone for Store<DB> {
             read: self.read.clone(),
             write: self.write.clone(),
             cipher: self.cipher.clone(),
+            changes: Arc::clone(&self.changes),
         }
     }
 }
@@ -58,6 +62,18 @@ impl<DB: sqlx::Database> Store<DB> {
     #[must_use]
     pub fn write_pool(&self) -> &sqlx::Pool<DB> {
         &self.write
+    }
+
+    /// Commits a transaction that appended events, then tells readers of the log (in this
+    /// process at once, in others by a coalesced notification). Every write port commits this way.
+    #[allow(dead_code)] // Called by the ingest and inbox ports, which land on their own branches.
+    pub(crate) async fn commit_events(
+        &self,
+        tx: sqlx::Transaction<'_, DB>,
+    ) -> Result<(), inbox_domain::ports::StoreError> {
+        tx.commit().await.map_err(crate::error::from_sqlx)?;
+        self.changes.committed();
+        Ok(())
     }
 
     /// Closes every connection, waiting for checked-out ones to come back.

@@ -1,11 +1,13 @@
 //! The PostgreSQL backend: one pool for reads and writes.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres};
 
+use crate::changes::{Changes, Remote};
 use crate::crypto::{SecretCipher, SecretKey};
 use crate::{OpenError, Store};
 
@@ -55,6 +57,7 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
         .map_err(|e| OpenError::Migrate(e.to_string()))?;
     Ok(Store {
         read: pool.clone(),
+        changes: Arc::new(Changes::new(Remote::Postgres(pool.clone()))),
         write: pool,
         cipher: SecretCipher::new(key),
     })

@@ -1,11 +1,13 @@
 //! The SQLite backend: a single writer connection and a pool of read-only readers, over WAL.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::changes::{Changes, Remote};
 use crate::crypto::{SecretCipher, SecretKey};
 use crate::{OpenError, Store};
 
@@ -67,5 +69,6 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         read,
         write,
         cipher: SecretCipher::new(key),
+        changes: Arc::new(Changes::new(Remote::Poll)),
     })
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::event::{LogPosition, LoggedEvent};
+use crate::event::{ChangeToken, LogPosition, LoggedEvent};
 use crate::ids::{EventId, WorkspaceId};
 use crate::timestamp::Timestamp;
 
@@ -41,6 +41,13 @@ pub trait EventLog: Send + Sync {
     /// # Errors
     /// Only `Unavailable` or `Internal`.
     async fn log_head(&self) -> Result<LogPosition, StoreError>;
+
+    /// Resolves once the log may have grown since `seen` was returned: a commit in this process,
+    /// a notification from another process, or (where the backend cannot notify) a poll tick.
+    /// Returns the token to pass next time. Pass `ChangeToken::default()` the first time. A
+    /// caller that reads the log after each return, and passes the returned token back, misses
+    /// no change.
+    async fn wait_for_change(&self, seen: ChangeToken) -> ChangeToken;
 
     /// Deletes events written before `before`; returns how many.
     ///

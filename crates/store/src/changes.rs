@@ -1,0 +1,147 @@
+//! Telling readers of the event log that it grew: at once for commits in this process, by a
+//! coalesced PostgreSQL `NOTIFY` for other processes, and by a short poll on SQLite, where
+//! another process (the webhook binary) may write the same file without a way to say so.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use inbox_domain::event::ChangeToken;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, watch};
+
+/// The channel every process listens on. Notifications carry no payload: a listener only learns
+/// "read the log".
+pub(crate) const CHANNEL: &str = "inbox_events";
+
+/// At most one `NOTIFY` per this interval: bursts of commits become one wake-up per listener.
+const NOTIFY_COALESCE: Duration = Duration::from_millis(3);
+
+/// How often SQLite readers look for commits made by other processes.
+const SQLITE_POLL: Duration = Duration::from_millis(100);
+
+/// On PostgreSQL, a safety net: an event settles only when every older transaction has ended,
+/// and the transaction that ends last may write no event and so send no NOTIFY.
+const POSTGRES_RECHECK: Duration = Duration::from_millis(250);
+
+/// After a lost PostgreSQL listener connection, how long to wait before reconnecting.
+const RELISTEN_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How other processes learn of commits, per backend.
+#[derive(Clone)]
+pub(crate) enum Remote {
+    /// Poll: SQLite cannot notify across processes.
+    Poll,
+    /// LISTEN/NOTIFY on this pool's server.
+    Postgres(PgPool),
+}
+
+/// The change feed of one store.
+pub(crate) struct Changes {
+    version: watch::Sender<u64>,
+    remote: Remote,
+    /// Wakes the task that sends the coalesced NOTIFY.
+    pending_notify: Arc<Notify>,
+    /// Background tasks start on first use, so admin commands never open a listener.
+    started: OnceLock<()>,
+}
+
+impl Changes {
+    pub(crate) fn new(remote: Remote) -> Self {
+        Self {
+            version: watch::Sender::new(0),
+            remote,
+            pending_notify: Arc::new(Notify::new()),
+            started: OnceLock::new(),
+        }
+    }
+
+    /// Records that a transaction that appended events has committed. Call after the commit,
+    /// never inside the transaction: a NOTIFY inside it holds a global lock across the commit's
+    /// flush, which halves write throughput.
+    pub(crate) fn committed(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+        if matches!(self.remote, Remote::Postgres(_)) {
+            self.start();
+            self.pending_notify.notify_one();
+        }
+    }
+
+    /// Waits for a change after `seen`; see `EventLog::wait_for_change`.
+    pub(crate) async fn wait(&self, seen: ChangeToken) -> ChangeToken {
+        self.start();
+        let mut rx = self.version.subscribe();
+        loop {
+            let now = *rx.borrow_and_update();
+            if now != seen.0 {
+                return ChangeToken(now);
+            }
+            if rx.changed().await.is_err() {
+                return ChangeToken(now);
+            }
+        }
+    }
+
+    fn start(&self) {
+        self.started.get_or_init(|| match &self.remote {
+            Remote::Poll => {
+                tokio::spawn(tick(self.version.clone(), SQLITE_POLL));
+            }
+            Remote::Postgres(pool) => {
+                tokio::spawn(tick(self.version.clone(), POSTGRES_RECHECK));
+                tokio::spawn(listen(pool.clone(), self.version.clone()));
+                tokio::spawn(send_notifications(
+                    pool.clone(),
+                    Arc::clone(&self.pending_notify),
+                ));
+            }
+        });
+    }
+}
+
+/// Counts a change every `period`, prompting readers to look.
+async fn tick(version: watch::Sender<u64>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// Holds one LISTEN connection for the process and turns each notification into a change.
+async fn listen(pool: PgPool, version: watch::Sender<u64>) {
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot LISTEN for event-log changes");
+                } else {
+                    // Anything committed while we were not listening is found by this re-read.
+                    version.send_modify(|v| *v = v.wrapping_add(1));
+                    while let Ok(_notification) = listener.recv().await {
+                        version.send_modify(|v| *v = v.wrapping_add(1));
+                    }
+                    tracing::warn!("event-log listener connection lost; reconnecting");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot open the event-log listener; retrying"),
+        }
+        tokio::time::sleep(RELISTEN_BACKOFF).await;
+    }
+}
+
+/// Sends at most one NOTIFY per coalescing interval while commits keep coming.
+async fn send_notifications(pool: PgPool, pending: Arc<Notify>) {
+    loop {
+        pending.notified().await;
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot notify other processes of new events");
+        }
+        tokio::time::sleep(NOTIFY_COALESCE).await;
+    }
+}
