@@ -8,10 +8,14 @@
 //! - [`parse_delivery`] reads a verified body into provider-neutral facts.
 //! - [`client`] is the reqwest client for Kapso's API: sends, read receipts and the workflow
 //!   calls of a handover, with failures classified as permanent, transient or window-closed.
+//! - `fake` (feature `fake`) serves a scriptable local stand-in for Kapso's API, for tests, the
+//!   demo and benchmarks.
 
 pub mod client;
 mod content;
 mod delivery;
+#[cfg(feature = "fake")]
+pub mod fake;
 mod lenient;
 pub mod signature;
 pub mod webhook;
