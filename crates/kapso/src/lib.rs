@@ -6,11 +6,19 @@
 //! - [`webhook`] holds the lenient wire types of Kapso v2 events, v2 batches and raw Meta
 //!   payloads.
 //! - [`parse_delivery`] reads a verified body into provider-neutral facts.
+//! - [`client`] is the reqwest client for Kapso's API: sends, read receipts and the workflow
+//!   calls of a handover, with failures classified as permanent, transient or window-closed.
+//! - `fake` (feature `fake`) serves a scriptable local stand-in for Kapso's API, for tests, the
+//!   demo and benchmarks.
 
+pub mod client;
 mod content;
 mod delivery;
+#[cfg(feature = "fake")]
+pub mod fake;
 mod lenient;
 pub mod signature;
 pub mod webhook;
 
+pub use client::{KapsoClient, KapsoClientConfig, KapsoError, SentMessage, WorkflowUpdate};
 pub use delivery::{ParseError, parse_delivery};

@@ -1,0 +1,711 @@
+//! A local stand-in for Kapso's API (feature `fake`), for tests, the demo and benchmarks.
+//!
+//! [`FakeKapso::start`] serves, on `127.0.0.1` and a free port, the endpoints
+//! [`KapsoClient`](crate::KapsoClient) calls: sends and read receipts, the conversation lookup,
+//! the workflow-execution list and the execution update. It records every request for
+//! assertions and answers each one with the next scripted [`FakeReply`], or the default reply
+//! once the script is used up. Workflow data lives in memory: seed it with
+//! [`FakeKapso::add_conversation`] and [`FakeKapso::add_execution`], read it back with
+//! [`FakeKapso::executions`].
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use inbox_kapso::fake::{FakeKapso, FakeReply};
+//!
+//! let kapso = FakeKapso::start().await;
+//! kapso.script(FakeReply::window_closed());
+//! let client = inbox_kapso::KapsoClient::with_base_url(&kapso.base_url()).expect("a local URL");
+//! // ... send with `client`, then inspect `kapso.sends()`.
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How the fake answers one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FakeReply {
+    /// Behave like Kapso: a send gets a generated wamid (`wamid.FAKE.<n>`), the workflow
+    /// endpoints read and change the in-memory data.
+    Success,
+    /// Meta's Graph error envelope with `code`, e.g. 131047 (window closed) or 131026.
+    MetaError {
+        /// HTTP status.
+        status: u16,
+        /// Meta's error code.
+        code: i64,
+        /// `error.message`, e.g. `(#131026) Message undeliverable`.
+        message: String,
+        /// `error.error_data.details`.
+        details: String,
+    },
+    /// Kapso's own `{"error": ..., "message"?: ...}` body.
+    KapsoError {
+        /// HTTP status.
+        status: u16,
+        /// `error`.
+        error: String,
+        /// `message`, when present.
+        message: Option<String>,
+    },
+    /// 429 with `Retry-After: <seconds>` and Kapso's rate-limit body.
+    RateLimited {
+        /// The `Retry-After` value.
+        retry_after_secs: u64,
+    },
+    /// Kapso's 409: another message is in flight for this conversation.
+    InFlight,
+    /// A 5xx with a Kapso-style body.
+    ServerError {
+        /// HTTP status, 500..=599.
+        status: u16,
+    },
+    /// Never answer; the request ends when the client gives up or the fake is dropped.
+    Hang,
+}
+
+impl FakeReply {
+    /// Meta's envelope for `code`, with the HTTP status Meta uses for it (reference section
+    /// 4.3: 401 for auth, 403 for integrity, 404 for a missing template, 500 for service
+    /// errors, 400 for the rest).
+    #[must_use]
+    pub fn meta_error(code: i64) -> Self {
+        let status = match code {
+            0 | 190 => 401,
+            368 | 131_005 => 403,
+            132_001 => 404,
+            131_000 | 131_045 | 131_057 => 500,
+            _ => 400,
+        };
+        let (title, details) = match code {
+            131_047 => (
+                "Re-engagement message",
+                "More than 24 hours have passed since the recipient last replied to the sender number.",
+            ),
+            131_026 => (
+                "Message undeliverable",
+                "Unable to deliver message. The recipient may not be on WhatsApp.",
+            ),
+            130_429 => (
+                "Rate limit hit",
+                "Cloud API message throughput has been reached.",
+            ),
+            _ => ("Error", "A scripted error of the fake Kapso."),
+        };
+        Self::MetaError {
+            status,
+            code,
+            message: format!("(#{code}) {title}"),
+            details: details.to_owned(),
+        }
+    }
+
+    /// Meta's 131047: the 24-hour window is closed.
+    #[must_use]
+    pub fn window_closed() -> Self {
+        Self::meta_error(131_047)
+    }
+
+    /// Kapso's `{"error": error}` with `status`.
+    #[must_use]
+    pub fn kapso_error(status: u16, error: &str) -> Self {
+        Self::KapsoError {
+            status,
+            error: error.to_owned(),
+            message: None,
+        }
+    }
+}
+
+/// One request the fake received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, `PATCH`, ...
+    pub method: String,
+    /// The path, as sent (percent-encoded).
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// Headers by lower-case name; repeated headers are joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    /// The body, when it was JSON.
+    pub body: Option<Value>,
+}
+
+impl RecordedRequest {
+    /// A header's value, by name in any case.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The decoded query parameters, in order.
+    #[must_use]
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        self.query
+            .as_deref()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether this is a message send (not a read receipt).
+    #[must_use]
+    pub fn is_send(&self) -> bool {
+        self.method == "POST"
+            && self.path.ends_with("/messages")
+            && self.body.as_ref().and_then(|b| b.get("status")).is_none()
+    }
+}
+
+/// A Kapso conversation the fake knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeConversation {
+    /// Kapso's id.
+    pub id: String,
+    /// The customer's number, digits without `+`.
+    pub phone_digits: String,
+    /// `active` or `ended`.
+    pub status: String,
+}
+
+/// A workflow execution the fake knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeExecution {
+    /// Kapso's id (`exec_<n>`).
+    pub id: String,
+    /// The Kapso conversation it runs in.
+    pub conversation_id: String,
+    /// `running`, `waiting`, `handoff`, `ended`, ...
+    pub status: String,
+}
+
+/// A running fake Kapso. Dropping it stops the server and releases hung requests.
+#[derive(Debug)]
+pub struct FakeKapso {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    server: JoinHandle<()>,
+    // Held only to be dropped: receivers (hung requests) wake when it goes.
+    _stop: watch::Sender<()>,
+}
+
+impl FakeKapso {
+    /// Starts a fake on `127.0.0.1` and a free port.
+    ///
+    /// # Panics
+    /// When no local port can be bound, which only a broken test machine causes.
+    pub async fn start() -> Self {
+        Self::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("a free port on 127.0.0.1 for the fake Kapso")
+    }
+
+    /// Starts a fake on `addr` (port 0 picks a free one).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(addr, false).await
+    }
+
+    async fn bind_with(addr: SocketAddr, print_requests: bool) -> io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (stop, stopped) = watch::channel(());
+        let app = Router::new().fallback(handle).with_state(Ctx {
+            shared: Arc::clone(&shared),
+            stopped,
+            print_requests,
+        });
+        let server = tokio::spawn(async move {
+            // Ends only on an accept error or when aborted by `Drop`; there is nobody to
+            // report an accept error to, and the tests that use the fake would then fail on
+            // connection errors anyway.
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            server,
+            _stop: stop,
+        })
+    }
+
+    /// The base URL to give [`KapsoClient`](crate::KapsoClient), e.g. `http://127.0.0.1:40123`.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the fake listens on.
+    #[must_use]
+    pub const fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far, oldest first.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// The message sends received so far (read receipts excluded), oldest first.
+    #[must_use]
+    pub fn sends(&self) -> Vec<RecordedRequest> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.is_send())
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    /// Answers the next request (after those already scripted) with `reply`.
+    pub fn script(&self, reply: FakeReply) {
+        self.lock().script.push_back(reply);
+    }
+
+    /// Answers the next `times` requests with `reply`; with the default [`FakeReply::Success`]
+    /// this is "succeed after `times` failures".
+    pub fn script_times(&self, reply: FakeReply, times: usize) {
+        let mut shared = self.lock();
+        shared.script.extend(std::iter::repeat_n(reply, times));
+    }
+
+    /// Answers every request the script does not cover with `reply` (initially
+    /// [`FakeReply::Success`]).
+    pub fn set_default(&self, reply: FakeReply) {
+        self.lock().default = reply;
+    }
+
+    /// Delays every answer by `latency` (`None` for none), to give benchmarks a realistic
+    /// round trip.
+    pub fn set_latency(&self, latency: Option<Duration>) {
+        self.lock().latency = latency;
+    }
+
+    /// Adds an active Kapso conversation for `phone` (E.164 or digits).
+    pub fn add_conversation(&self, phone: &str, kapso_conversation_id: &str) {
+        self.lock().conversations.push(FakeConversation {
+            id: kapso_conversation_id.to_owned(),
+            phone_digits: digits(phone).to_owned(),
+            status: "active".to_owned(),
+        });
+    }
+
+    /// Adds a workflow execution with `status` to a conversation; returns its id.
+    pub fn add_execution(&self, kapso_conversation_id: &str, status: &str) -> String {
+        let mut shared = self.lock();
+        shared.next_execution += 1;
+        let id = format!("exec_{}", shared.next_execution);
+        shared.executions.push(FakeExecution {
+            id: id.clone(),
+            conversation_id: kapso_conversation_id.to_owned(),
+            status: status.to_owned(),
+        });
+        id
+    }
+
+    /// Every execution, in the order they were added.
+    #[must_use]
+    pub fn executions(&self) -> Vec<FakeExecution> {
+        self.lock().executions.clone()
+    }
+
+    /// One execution's status.
+    #[must_use]
+    pub fn execution_status(&self, execution_id: &str) -> Option<String> {
+        self.lock()
+            .executions
+            .iter()
+            .find(|e| e.id == execution_id)
+            .map(|e| e.status.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        lock(&self.shared)
+    }
+}
+
+impl Drop for FakeKapso {
+    fn drop(&mut self) {
+        // Stops accepting; `_stop` is dropped right after, which releases hung handlers.
+        self.server.abort();
+    }
+}
+
+/// Serves a fake Kapso on `addr` until `shutdown` resolves, printing its URL and one line per
+/// request (method, path, status; never bodies or query strings, which carry phone numbers).
+/// For `cargo xtask fake-kapso` and the demo.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn run_standalone(
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let fake = FakeKapso::bind_with(addr, true).await?;
+    println!("Fake Kapso listening on {}", fake.base_url());
+    println!(
+        "Point the app at it: INBOX_KAPSO_BASE_URL={}",
+        fake.base_url()
+    );
+    shutdown.await;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Shared {
+    requests: Vec<RecordedRequest>,
+    script: VecDeque<FakeReply>,
+    default: FakeReply,
+    latency: Option<Duration>,
+    next_wamid: u64,
+    next_execution: u64,
+    conversations: Vec<FakeConversation>,
+    executions: Vec<FakeExecution>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            requests: Vec::new(),
+            script: VecDeque::new(),
+            default: FakeReply::Success,
+            latency: None,
+            next_wamid: 0,
+            next_execution: 0,
+            conversations: Vec::new(),
+            executions: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    shared: Arc<Mutex<Shared>>,
+    stopped: watch::Receiver<()>,
+    print_requests: bool,
+}
+
+/// The lock is never held across an await, and a panic while holding it leaves plain data
+/// behind, so a poisoned lock is still safe to use.
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn handle(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let recorded = RecordedRequest {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers: header_map(&headers),
+        body: serde_json::from_slice(&body).ok(),
+    };
+    let (reply, latency) = {
+        let mut shared = lock(&ctx.shared);
+        shared.requests.push(recorded.clone());
+        let reply = shared
+            .script
+            .pop_front()
+            .unwrap_or_else(|| shared.default.clone());
+        (reply, shared.latency)
+    };
+    if let Some(latency) = latency {
+        // Simulated network time, not synchronisation.
+        tokio::time::sleep(latency).await;
+    }
+    let response = match reply {
+        FakeReply::Hang => {
+            let mut stopped = ctx.stopped.clone();
+            // Resolves (with an error) only when the fake is dropped.
+            let _ = stopped.changed().await;
+            error_body(StatusCode::SERVICE_UNAVAILABLE, "Fake Kapso stopped", None)
+        }
+        FakeReply::Success if recorded.header("x-api-key").is_none() => {
+            error_body(StatusCode::UNAUTHORIZED, "Invalid or missing API key", None)
+        }
+        FakeReply::Success => route(&ctx.shared, &recorded),
+        other => scripted_failure(other),
+    };
+    if ctx.print_requests {
+        println!(
+            "{} {} -> {}",
+            recorded.method,
+            recorded.path,
+            response.status().as_u16()
+        );
+    }
+    response
+}
+
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn scripted_failure(reply: FakeReply) -> Response {
+    match reply {
+        FakeReply::MetaError {
+            status: code,
+            code: meta_code,
+            message,
+            details,
+        } => (
+            status(code),
+            axum::Json(json!({
+                "error": {
+                    "message": message,
+                    "type": "OAuthException",
+                    "code": meta_code,
+                    "error_data": { "messaging_product": "whatsapp", "details": details },
+                    "fbtrace_id": "FAKE"
+                }
+            })),
+        )
+            .into_response(),
+        FakeReply::KapsoError {
+            status: code,
+            error,
+            message,
+        } => error_body(status(code), &error, message.as_deref()),
+        FakeReply::RateLimited { retry_after_secs } => {
+            let mut response = error_body(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded",
+                Some("You have exceeded the rate limit. Please try again later."),
+            );
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(0_u16));
+            response
+        }
+        FakeReply::InFlight => error_body(
+            StatusCode::CONFLICT,
+            "Another message in-flight for this conversation. Retry shortly.",
+            None,
+        ),
+        FakeReply::ServerError { status: code } => {
+            error_body(status(code), "Internal server error", None)
+        }
+        // Handled by the caller, which has the request and the stop signal.
+        FakeReply::Success | FakeReply::Hang => {
+            error_body(StatusCode::INTERNAL_SERVER_ERROR, "unreachable reply", None)
+        }
+    }
+}
+
+fn error_body(code: StatusCode, error: &str, message: Option<&str>) -> Response {
+    let body = match message {
+        Some(message) => json!({ "error": error, "message": message }),
+        None => json!({ "error": error }),
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+fn paged(data: Vec<Value>) -> Response {
+    ok(json!({
+        "data": data,
+        "paging": { "cursors": { "before": null, "after": null }, "next": null, "previous": null }
+    }))
+}
+
+/// Kapso's behaviour for a request the script lets through.
+fn route(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    match (request.method.as_str(), segments.as_slice()) {
+        ("POST", ["meta", "whatsapp", _, _, "messages"]) => message(shared, request),
+        ("GET", ["meta", "whatsapp", _, phone_number_id, "conversations"]) => {
+            conversations(shared, request, phone_number_id)
+        }
+        (
+            "GET",
+            [
+                "platform",
+                "v1",
+                "whatsapp",
+                "conversations",
+                conversation_id,
+                "flow_executions",
+            ],
+        ) => flow_executions(shared, conversation_id),
+        ("PATCH", ["platform", "v1", "workflow_executions", execution_id]) => {
+            update_execution(shared, request, execution_id)
+        }
+        _ => error_body(StatusCode::NOT_FOUND, "Not found", None),
+    }
+}
+
+fn message(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
+    let Some(body) = &request.body else {
+        return scripted_failure(FakeReply::MetaError {
+            status: 400,
+            code: 100,
+            message: "(#100) Invalid parameter".to_owned(),
+            details: "The request body is not JSON.".to_owned(),
+        });
+    };
+    if body.get("status").and_then(Value::as_str) == Some("read") {
+        return ok(json!({ "success": true }));
+    }
+    let to = body
+        .get("to")
+        .or_else(|| body.get("recipient"))
+        .and_then(Value::as_str);
+    let (Some(to), Some(_)) = (to, body.get("type").and_then(Value::as_str)) else {
+        return scripted_failure(FakeReply::MetaError {
+            status: 400,
+            code: 100,
+            message: "(#100) Invalid parameter".to_owned(),
+            details: "`to` and `type` are required.".to_owned(),
+        });
+    };
+    let wamid = {
+        let mut shared = lock(shared);
+        shared.next_wamid += 1;
+        format!("wamid.FAKE.{}", shared.next_wamid)
+    };
+    ok(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": to, "wa_id": digits(to) }],
+        "messages": [{ "id": wamid }]
+    }))
+}
+
+fn conversations(
+    shared: &Mutex<Shared>,
+    request: &RecordedRequest,
+    phone_number_id: &str,
+) -> Response {
+    let query = request.query_pairs();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20);
+    let shared = lock(shared);
+    let data = shared
+        .conversations
+        .iter()
+        .rev()
+        .filter(|c| param("phone_number").is_none_or(|p| digits(p) == c.phone_digits))
+        .filter(|c| param("status").is_none_or(|s| s == c.status))
+        .take(limit)
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "phone_number": format!("+{}", c.phone_digits),
+                "phone_number_id": phone_number_id,
+                "status": c.status,
+            })
+        })
+        .collect();
+    paged(data)
+}
+
+fn flow_executions(shared: &Mutex<Shared>, conversation_id: &str) -> Response {
+    let shared = lock(shared);
+    // Newest first, as Kapso lists them.
+    let data = shared
+        .executions
+        .iter()
+        .rev()
+        .filter(|e| e.conversation_id == conversation_id)
+        .map(execution_json)
+        .collect();
+    paged(data)
+}
+
+fn update_execution(
+    shared: &Mutex<Shared>,
+    request: &RecordedRequest,
+    execution_id: &str,
+) -> Response {
+    let wanted = request
+        .body
+        .as_ref()
+        .and_then(|b| b.pointer("/workflow_execution/status"))
+        .and_then(Value::as_str);
+    let Some(wanted @ ("ended" | "handoff" | "waiting")) = wanted else {
+        return error_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "workflow_execution.status must be one of ended, handoff, waiting",
+            None,
+        );
+    };
+    let mut shared = lock(shared);
+    let Some(execution) = shared.executions.iter_mut().find(|e| e.id == execution_id) else {
+        return error_body(StatusCode::NOT_FOUND, "Workflow execution not found", None);
+    };
+    if matches!(execution.status.as_str(), "ended" | "failed" | "completed") {
+        return error_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid status transition from a terminal state",
+            None,
+        );
+    }
+    wanted.clone_into(&mut execution.status);
+    ok(json!({ "data": execution_json(execution) }))
+}
+
+fn execution_json(execution: &FakeExecution) -> Value {
+    json!({
+        "id": execution.id,
+        "status": execution.status,
+        "whatsapp_conversation_id": execution.conversation_id,
+    })
+}
+
+fn digits(phone: &str) -> &str {
+    phone.trim().trim_start_matches('+')
+}

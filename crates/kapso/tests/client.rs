@@ -1,0 +1,383 @@
+//! The client against the local fake: the exact requests Kapso receives, and how every kind of
+//! failure is classified. Only 127.0.0.1 is ever contacted.
+
+use std::time::Duration;
+
+use inbox_domain::message::{MessageError, MessageText};
+use inbox_domain::phone::PhoneE164;
+use inbox_domain::workspace::Secret;
+use inbox_kapso::client::ClientBuildError;
+use inbox_kapso::fake::{FakeKapso, FakeReply};
+use inbox_kapso::{KapsoClient, KapsoClientConfig, KapsoError, SentMessage};
+use serde_json::json;
+
+const PHONE_NUMBER_ID: &str = "123456789012345";
+const API_KEY: &str = "kapso_test_key_123";
+
+fn key() -> Secret {
+    Secret::new(API_KEY)
+}
+
+fn customer() -> PhoneE164 {
+    PhoneE164::from_wa_id("6281234567890").expect("a valid wa_id")
+}
+
+fn text(body: &str) -> MessageText {
+    MessageText::parse(body).expect("valid text")
+}
+
+fn client_for(kapso: &FakeKapso) -> KapsoClient {
+    KapsoClient::with_base_url(&kapso.base_url()).expect("the fake's URL is valid")
+}
+
+async fn send_hello(client: &KapsoClient) -> Result<SentMessage, KapsoError> {
+    client
+        .send_text(PHONE_NUMBER_ID, &key(), &customer(), &text("Halo!"), None)
+        .await
+}
+
+/// Sends once with `reply` scripted and returns the error.
+async fn failure(reply: FakeReply) -> KapsoError {
+    let kapso = FakeKapso::start().await;
+    kapso.script(reply);
+    send_hello(&client_for(&kapso))
+        .await
+        .expect_err("the scripted reply is a failure")
+}
+
+#[tokio::test]
+async fn text_is_posted_in_metas_shape_with_the_api_key() {
+    let kapso = FakeKapso::start().await;
+    let sent = send_hello(&client_for(&kapso)).await.expect("accepted");
+    assert_eq!(
+        sent,
+        SentMessage {
+            wamid: "wamid.FAKE.1".to_owned()
+        }
+    );
+
+    let sends = kapso.sends();
+    let [request] = sends.as_slice() else {
+        panic!("expected one send, got {sends:?}");
+    };
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.path,
+        "/meta/whatsapp/v24.0/123456789012345/messages"
+    );
+    assert_eq!(request.query, None);
+    assert_eq!(request.header("X-API-Key"), Some(API_KEY));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(request.header("authorization"), None);
+    assert_eq!(
+        request.body,
+        Some(json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "6281234567890",
+            "type": "text",
+            "text": { "body": "Halo!", "preview_url": false }
+        }))
+    );
+}
+
+#[tokio::test]
+async fn a_quoted_reply_carries_the_quoted_wamid() {
+    let kapso = FakeKapso::start().await;
+    client_for(&kapso)
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &text("Yes, we are open"),
+            Some("wamid.HBgLQUOTED"),
+        )
+        .await
+        .expect("accepted");
+    let body = kapso.sends()[0].body.clone().expect("a JSON body");
+    assert_eq!(body["context"], json!({ "message_id": "wamid.HBgLQUOTED" }));
+    assert_eq!(body["text"]["body"], "Yes, we are open");
+}
+
+#[tokio::test]
+async fn wamids_follow_the_order_of_sends() {
+    let kapso = FakeKapso::start().await;
+    let client = client_for(&kapso);
+    for expected in ["wamid.FAKE.1", "wamid.FAKE.2", "wamid.FAKE.3"] {
+        assert_eq!(send_hello(&client).await.expect("accepted").wamid, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_template_is_sent_as_given_with_a_bare_language_code_wrapped() {
+    let kapso = FakeKapso::start().await;
+    let components = json!([
+        { "type": "body", "parameters": [ { "type": "text", "text": "ORD-12345" } ] },
+        { "type": "button", "sub_type": "url", "index": "0",
+          "parameters": [ { "type": "text", "text": "ORD-123" } ] }
+    ]);
+    let template = json!({ "name": "order_update", "language": "id", "components": components });
+    let sent = client_for(&kapso)
+        .send_template(PHONE_NUMBER_ID, &key(), &customer(), &template)
+        .await
+        .expect("accepted");
+    assert_eq!(sent.wamid, "wamid.FAKE.1");
+    assert_eq!(
+        kapso.sends()[0].body,
+        Some(json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "6281234567890",
+            "type": "template",
+            "template": { "name": "order_update", "language": { "code": "id" }, "components": components }
+        }))
+    );
+}
+
+#[tokio::test]
+async fn a_template_in_metas_own_shape_is_passed_through() {
+    let kapso = FakeKapso::start().await;
+    let template = json!({ "name": "hello_world", "language": { "code": "en_US" } });
+    client_for(&kapso)
+        .send_template(PHONE_NUMBER_ID, &key(), &customer(), &template)
+        .await
+        .expect("accepted");
+    let body = kapso.sends()[0].body.clone().expect("a JSON body");
+    assert_eq!(body["template"], template);
+}
+
+#[tokio::test]
+async fn a_malformed_template_is_refused_without_calling_kapso() {
+    let kapso = FakeKapso::start().await;
+    let error = client_for(&kapso)
+        .send_template(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &json!({ "name": "x" }),
+        )
+        .await
+        .expect_err("no language");
+    assert!(
+        matches!(&error, KapsoError::Permanent { status: None, code: Some(code), .. } if code == "invalid_template"),
+        "{error:?}"
+    );
+    assert!(kapso.requests().is_empty());
+}
+
+#[tokio::test]
+async fn mark_read_posts_a_read_status_that_is_not_a_send() {
+    let kapso = FakeKapso::start().await;
+    client_for(&kapso)
+        .mark_read(PHONE_NUMBER_ID, &key(), "wamid.INBOUND")
+        .await
+        .expect("accepted");
+    let requests = kapso.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].path,
+        "/meta/whatsapp/v24.0/123456789012345/messages"
+    );
+    assert_eq!(requests[0].header("x-api-key"), Some(API_KEY));
+    assert_eq!(
+        requests[0].body,
+        Some(
+            json!({ "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.INBOUND" })
+        )
+    );
+    assert!(kapso.sends().is_empty());
+}
+
+#[tokio::test]
+async fn a_meta_envelope_is_a_permanent_error_with_metas_code_and_details() {
+    let error = failure(FakeReply::meta_error(131_026)).await;
+    assert_eq!(
+        error,
+        KapsoError::Permanent {
+            status: Some(400),
+            code: Some("131026".to_owned()),
+            title: "Message undeliverable".to_owned(),
+            message: "Unable to deliver message. The recipient may not be on WhatsApp.".to_owned(),
+        }
+    );
+    assert!(!error.is_transient());
+    assert_eq!(
+        error.as_message_error(),
+        MessageError {
+            code: Some("131026".to_owned()),
+            title: Some("Message undeliverable".to_owned()),
+            message: Some(
+                "Unable to deliver message. The recipient may not be on WhatsApp.".to_owned()
+            ),
+        }
+    );
+}
+
+#[tokio::test]
+async fn code_131047_means_the_reply_window_is_closed() {
+    let error = failure(FakeReply::window_closed()).await;
+    assert_eq!(
+        error,
+        KapsoError::WindowClosed {
+            message: "More than 24 hours have passed since the recipient last replied to the sender number."
+                .to_owned()
+        }
+    );
+    assert_eq!(error.retry_after(), None);
+    let stored = error.as_message_error();
+    assert_eq!(stored.code.as_deref(), Some("131047"));
+    assert_eq!(stored.title.as_deref(), Some("Re-engagement message"));
+}
+
+#[tokio::test]
+async fn a_meta_rate_limit_code_is_transient_even_with_a_400() {
+    let error = failure(FakeReply::meta_error(130_429)).await;
+    assert!(error.is_transient(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_kapso_error_string_is_permanent() {
+    let error = failure(FakeReply::kapso_error(401, "Invalid or missing API key")).await;
+    assert_eq!(
+        error,
+        KapsoError::Permanent {
+            status: Some(401),
+            code: None,
+            title: "Invalid or missing API key".to_owned(),
+            message: "Invalid or missing API key".to_owned(),
+        }
+    );
+    assert_eq!(error.as_message_error().code, None);
+}
+
+#[tokio::test]
+async fn a_kapso_error_with_a_message_keeps_both() {
+    let error = failure(FakeReply::KapsoError {
+        status: 422,
+        error: "Validation failed".to_owned(),
+        message: Some("to is not a valid phone number".to_owned()),
+    })
+    .await;
+    assert!(
+        matches!(&error, KapsoError::Permanent { status: Some(422), title, message, .. }
+                 if title == "Validation failed" && message == "to is not a valid phone number"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_is_transient_and_carries_retry_after() {
+    let error = failure(FakeReply::RateLimited {
+        retry_after_secs: 60,
+    })
+    .await;
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+    assert!(
+        matches!(&error, KapsoError::Transient { reason, .. } if reason.contains("rate limited") && reason.contains("429")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_409_in_flight_is_transient() {
+    let error = failure(FakeReply::InFlight).await;
+    assert!(
+        matches!(&error, KapsoError::Transient { reason, retry_after: None } if reason.contains("in flight")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_transient() {
+    for status in [500, 502, 503] {
+        let error = failure(FakeReply::ServerError { status }).await;
+        assert!(error.is_transient(), "{status}: {error:?}");
+        assert_eq!(error.as_message_error().code, None);
+    }
+}
+
+#[tokio::test]
+async fn a_hung_request_ends_with_the_client_timeout_as_transient() {
+    let kapso = FakeKapso::start().await;
+    kapso.set_default(FakeReply::Hang);
+    let client = KapsoClient::new(&KapsoClientConfig {
+        base_url: kapso.base_url(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(200),
+    })
+    .expect("a valid config");
+    let error = send_hello(&client).await.expect_err("Kapso never answers");
+    assert!(
+        matches!(&error, KapsoError::Transient { reason, .. } if reason.contains("timed out")),
+        "{error:?}"
+    );
+    assert_eq!(kapso.sends().len(), 1, "the request did reach Kapso");
+}
+
+#[tokio::test]
+async fn an_unreachable_kapso_is_transient() {
+    let base_url = {
+        let kapso = FakeKapso::start().await;
+        kapso.base_url()
+        // Dropped here: nothing listens on that port any more.
+    };
+    let client = KapsoClient::with_base_url(&base_url).expect("a valid URL");
+    let error = send_hello(&client).await.expect_err("connection refused");
+    assert!(error.is_transient(), "{error:?}");
+}
+
+#[tokio::test]
+async fn sends_succeed_once_the_scripted_failures_are_used_up() {
+    let kapso = FakeKapso::start().await;
+    kapso.script_times(FakeReply::ServerError { status: 503 }, 2);
+    let client = client_for(&kapso);
+    assert!(send_hello(&client).await.expect_err("1st").is_transient());
+    assert!(send_hello(&client).await.expect_err("2nd").is_transient());
+    assert_eq!(
+        send_hello(&client).await.expect("3rd").wamid,
+        "wamid.FAKE.1"
+    );
+    assert_eq!(kapso.sends().len(), 3);
+}
+
+#[tokio::test]
+async fn latency_delays_answers_without_changing_them() {
+    let kapso = FakeKapso::start().await;
+    kapso.set_latency(Some(Duration::from_millis(5)));
+    let started = std::time::Instant::now();
+    send_hello(&client_for(&kapso)).await.expect("accepted");
+    assert!(started.elapsed() >= Duration::from_millis(5));
+}
+
+#[tokio::test]
+async fn an_api_key_that_cannot_be_a_header_is_refused_before_sending() {
+    let kapso = FakeKapso::start().await;
+    let error = client_for(&kapso)
+        .send_text(
+            PHONE_NUMBER_ID,
+            &Secret::new("key\nX-Injected: 1"),
+            &customer(),
+            &text("hi"),
+            None,
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&error, KapsoError::Permanent { status: None, code: Some(code), .. } if code == "invalid_api_key"),
+        "{error:?}"
+    );
+    // The key must not leak through the error either.
+    assert!(!error.to_string().contains("key\n"));
+    assert!(kapso.requests().is_empty());
+}
+
+#[test]
+fn unusable_base_urls_are_refused() {
+    assert!(matches!(
+        KapsoClient::with_base_url("api.kapso.ai"),
+        Err(ClientBuildError::InvalidBaseUrl(_))
+    ));
+    let client = KapsoClient::new(&KapsoClientConfig::default()).expect("the default is valid");
+    assert_eq!(client.base_url(), "https://api.kapso.ai/");
+}
