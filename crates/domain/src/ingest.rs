@@ -10,7 +10,7 @@ mod rules;
 pub use apply::{IngestOutcome, ingest, replay};
 pub use rules::{
     ContactState, ConversationState, IngestWorkspace, MessageStatusState, NewIngestedMessage,
-    PendingStatus, fold_statuses,
+    PendingStatus, clean_profile_name, fold_statuses,
 };
 
 use crate::message::{DeliveryStatus, Direction, Media, MessageError, MessageKind, SenderType};

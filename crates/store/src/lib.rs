@@ -7,10 +7,12 @@
 //! (pools, pragmas, migrations, identity columns) lives in [`sqlite`] and [`postgres`].
 
 mod crypto;
+mod deliveries;
 mod error;
 mod events;
 mod health;
 mod identity;
+mod ingest;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

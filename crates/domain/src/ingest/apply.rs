@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::rules::{
     ContactState, ConversationState, IngestWorkspace, NewIngestedMessage, PendingStatus,
-    fold_statuses,
+    clean_profile_name, fold_statuses,
 };
 use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
 use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
@@ -379,8 +379,12 @@ async fn find_or_create_contact(
     if !workspace.auto_create_contacts {
         return Ok(None);
     }
+    let customer = CustomerRef {
+        profile_name: clean_profile_name(customer.profile_name.as_deref()).map(str::to_owned),
+        ..customer.clone()
+    };
     if let Some(created) = unit
-        .insert_contact(workspace.id, ContactId::new(), customer, now)
+        .insert_contact(workspace.id, ContactId::new(), &customer, now)
         .await?
     {
         return Ok(Some((created, true)));

@@ -39,7 +39,7 @@ impl ContactState {
     /// Takes a WhatsApp profile name into `whatsapp_name` (never the person-set `name`).
     /// Returns whether it changed; an absent or blank name changes nothing.
     pub fn observe_profile_name(&mut self, profile_name: Option<&str>) -> bool {
-        let Some(name) = profile_name.map(str::trim).filter(|n| !n.is_empty()) else {
+        let Some(name) = clean_profile_name(profile_name) else {
             return false;
         };
         if self.whatsapp_name.as_deref() == Some(name) {
@@ -240,6 +240,12 @@ pub struct NewIngestedMessage {
     pub sent_at: Timestamp,
     /// When we stored it.
     pub created_at: Timestamp,
+}
+
+/// A profile name worth storing: trimmed, `None` when absent or blank.
+#[must_use]
+pub fn clean_profile_name(name: Option<&str>) -> Option<&str> {
+    name.map(str::trim).filter(|n| !n.is_empty())
 }
 
 /// Raises an optional instant to `at` if that is later. Returns whether it changed.
