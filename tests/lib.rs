@@ -1,1 +1,300 @@
-//! placeholder
+//! Support for black-box tests: run the real `inbox-api` and `inbox-webhook` binaries on a fresh
+//! database and a free port, drive the admin CLI, and talk HTTP to them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use inbox_store::testing::{TestDatabase, postgres_or_skip};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A fresh PostgreSQL database on `INBOX_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// A fixed key for tests, so admin commands and servers of one test share it.
+pub const TEST_SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// The path of one of the workspace's binaries, built by `cargo test --workspace` next to the
+/// test executable (`target/<profile>/deps/..` -> `target/<profile>/`).
+///
+/// # Panics
+/// When the binary was not built, with the command that builds it.
+#[must_use]
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` so the binaries are built",
+        path.display()
+    );
+    path
+}
+
+/// A database for one test, with the environment the binaries need to use it.
+#[derive(Debug)]
+pub struct TestEnv {
+    db: TestDatabase,
+    /// Which backend.
+    pub kind: Db,
+}
+
+impl TestEnv {
+    /// A fresh database of the given kind, or `None` when PostgreSQL is skipped on a developer
+    /// machine without it (never on CI).
+    pub async fn new(kind: Db, test: &str) -> Option<Self> {
+        let db = match kind {
+            Db::Sqlite => TestDatabase::sqlite().expect("temp dir"),
+            Db::Postgres => postgres_or_skip(test).await?,
+        };
+        Some(Self { db, kind })
+    }
+
+    /// `INBOX_DATABASE_URL`.
+    #[must_use]
+    pub fn database_url(&self) -> &str {
+        self.db.url()
+    }
+
+    /// A command for one of the binaries with this database and the test key, and no other
+    /// `INBOX_*` variable inherited from the caller's environment.
+    #[must_use]
+    pub fn command(&self, binary_name: &str) -> Command {
+        let mut command = Command::new(binary(binary_name));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("INBOX_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("INBOX_DATABASE_URL", self.database_url())
+            .env("INBOX_SECRET_KEY", TEST_SECRET_KEY)
+            .env("INBOX_LOG", "info,tower_http=warn")
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `inbox-api admin <args> --json` and returns its JSON output.
+    ///
+    /// # Panics
+    /// When the command fails, with its stderr.
+    pub async fn admin(&self, args: &[&str]) -> Value {
+        let output = self
+            .command("inbox-api")
+            .arg("admin")
+            .args(args)
+            .arg("--json")
+            .output()
+            .await
+            .expect("run inbox-api admin");
+        assert!(
+            output.status.success(),
+            "inbox-api admin {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "admin {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Starts `inbox-api serve` on a free port.
+    pub async fn api(&self, extra_env: &[(&str, &str)]) -> Server {
+        let mut command = self.command("inbox-api");
+        command.arg("serve");
+        Server::start(command, extra_env).await
+    }
+
+    /// Starts `inbox-webhook` on a free port.
+    pub async fn webhook(&self, extra_env: &[(&str, &str)]) -> Server {
+        Server::start(self.command("inbox-webhook"), extra_env).await
+    }
+
+    /// A workspace `acme` with an owner; returns (workspace id, owner user id, owner token).
+    pub async fn workspace_with_owner(&self) -> Seeded {
+        let ws = self
+            .admin(&["workspace", "create", "--slug", "acme", "--name", "Acme"])
+            .await;
+        let user = self
+            .admin(&[
+                "user",
+                "create",
+                "--name",
+                "Owner",
+                "--email",
+                "owner@acme.test",
+            ])
+            .await;
+        let user_id = str_field(&user, "id");
+        self.admin(&[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--user",
+            &user_id,
+            "--role",
+            "owner",
+        ])
+        .await;
+        let token = self.admin(&["token", "create", "--user", &user_id]).await;
+        Seeded {
+            workspace_id: str_field(&ws, "id"),
+            user_id,
+            token: str_field(&token, "token"),
+            token_id: str_field(&token, "id"),
+        }
+    }
+}
+
+/// What [`TestEnv::workspace_with_owner`] made.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// Workspace id.
+    pub workspace_id: String,
+    /// Owner's user id.
+    pub user_id: String,
+    /// Owner's bearer token.
+    pub token: String,
+    /// The token's id.
+    pub token_id: String,
+}
+
+/// A string field of a JSON object.
+///
+/// # Panics
+/// When the field is missing or not a string.
+#[must_use]
+pub fn str_field(value: &Value, field: &str) -> String {
+    value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` missing in {value}"))
+        .to_owned()
+}
+
+/// A running binary, stopped when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start(mut command: Command, extra_env: &[(&str, &str)]) -> Self {
+        command.env("INBOX_LISTEN", "127.0.0.1:0");
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        Self::start_command(command).await
+    }
+
+    /// Starts a prepared command and waits for its `listening on` line.
+    ///
+    /// # Panics
+    /// When the server does not start within 30 s, with what it logged.
+    pub async fn start_command(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let base_url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().expect("log lock").push(line.clone());
+                if let Some(at) = line.find("listening on http://") {
+                    let url = &line[at + "listening on ".len()..];
+                    return url.split_whitespace().next().map(str::to_owned);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("server did not start: {:?}", log.lock().expect("log lock")));
+        // Keep draining the log so the child never blocks on a full pipe.
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Self {
+            child,
+            base_url,
+            log,
+        }
+    }
+
+    /// `base_url` + `path`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// What the server has logged so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it to exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("server stops within 20 s of SIGTERM")
+            .expect("wait for server")
+    }
+}
+
+/// Declares an async test body once and runs it as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::TestEnv::new($crate::Db::Sqlite, stringify!($name)).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::TestEnv::new($crate::Db::Postgres, stringify!($name)).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+    };
+}

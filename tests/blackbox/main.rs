@@ -1,1 +1,3 @@
-//! placeholder
+//! Black-box tests: the real binaries, a fresh database each, HTTP on a free port.
+
+mod foundation;

@@ -1,1 +1,102 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `ci`: everything CI checks, in the order CI checks it: formatting, clippy with warnings
+//!   denied, the domain's dependency boundary, and the whole test suite on SQLite and
+//!   PostgreSQL.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Crates the domain must never depend on (normal dependencies): it does no IO.
+const FORBIDDEN_IN_DOMAIN: [&str; 5] = ["sqlx", "reqwest", "axum", "tokio", "hyper"];
+
+/// Where the test suite looks for PostgreSQL when `INBOX_TEST_DATABASE_URL` is unset.
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        _ => {
+            eprintln!("usage: cargo xtask ci");
+            bail!("unknown or missing command: {args:?}");
+        }
+    }
+}
+
+fn ci() -> anyhow::Result<()> {
+    step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
+    step(
+        "clippy",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    for dep in FORBIDDEN_IN_DOMAIN {
+        let found = Command::new("cargo")
+            .args(["tree", "-p", "inbox-domain", "-e", "normal", "-i", dep])
+            .output()
+            .context("running cargo tree")?;
+        if found.status.success() && !found.stdout.is_empty() {
+            bail!(
+                "inbox-domain depends on {dep}:\n{}",
+                String::from_utf8_lossy(&found.stdout)
+            );
+        }
+    }
+    println!("xtask: dependency boundary holds: inbox-domain uses none of {FORBIDDEN_IN_DOMAIN:?}");
+
+    let mut test = cargo(&["test", "--workspace", "--all-features"]);
+    configure_postgres(&mut test)?;
+    step("tests", test)
+}
+
+/// Points the suite at PostgreSQL: `INBOX_TEST_DATABASE_URL` if set, else the local server if
+/// one answers. Without either, a developer machine runs the SQLite half and the PostgreSQL
+/// tests say loudly that they skipped; CI fails instead.
+fn configure_postgres(test: &mut Command) -> anyhow::Result<()> {
+    if std::env::var_os("INBOX_TEST_DATABASE_URL").is_some() {
+        return Ok(());
+    }
+    let local: SocketAddr = "127.0.0.1:5432".parse()?;
+    if TcpStream::connect_timeout(&local, Duration::from_secs(1)).is_ok() {
+        println!("xtask: INBOX_TEST_DATABASE_URL unset; using {LOCAL_POSTGRES}");
+        test.env("INBOX_TEST_DATABASE_URL", LOCAL_POSTGRES);
+    } else if std::env::var_os("CI").is_some() {
+        bail!(
+            "PostgreSQL is required on CI: set INBOX_TEST_DATABASE_URL or start it on 127.0.0.1:5432"
+        );
+    } else {
+        eprintln!(
+            "\n!!! xtask: no PostgreSQL on 127.0.0.1:5432 and INBOX_TEST_DATABASE_URL unset:\n\
+             !!! the PostgreSQL half of the suite will be SKIPPED.\n"
+        );
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args);
+    command
+}
+
+fn step(name: &str, mut command: Command) -> anyhow::Result<()> {
+    println!("xtask: {name}: {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("starting {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}

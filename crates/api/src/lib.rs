@@ -1,1 +1,107 @@
-//! placeholder
+//! The Inbox HTTP API: [`router`] builds the axum application, [`serve`] runs it until shutdown.
+//! The binary (`main.rs`) only parses configuration and calls these; tests call them too.
+
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::get;
+use axum::{Json, Router};
+use inbox_domain::ports::Repository;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+
+/// Largest accepted API request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Every storage port.
+    pub repo: Arc<dyn Repository>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Inbox API",
+        description = "A multi-tenant WhatsApp shared inbox over Kapso. Every `/api/*` route except the webhook needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The documented API routes, from which both the router and the OpenAPI document are built.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(routes::me::me))
+}
+
+/// The OpenAPI 3.1 document of every API route, generated from the handlers' annotations.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The API application without the webhook routes: `/api/*`, `/api/openapi.json`, and the
+/// health probes.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let doc = Arc::clone(&doc);
+            async move { Json(doc) }
+        }),
+    )
+    .fallback(not_found)
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .with_state(state.clone())
+    .merge(inbox_webhook::health::router(state.repo))
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    tracing::debug!(path = %uri.path(), "no such route");
+    ApiError::NotFound("Route")
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.layer(TraceLayer::new_for_http());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -86,15 +86,23 @@ impl PhoneE164 {
     /// Reads a WhatsApp `wa_id` or `from` (international digits without `+`; a leading `+` is
     /// tolerated, as Kapso's `conversation.phone_number` sometimes has it).
     ///
+    /// WhatsApp has already verified that this number exists, so it is authoritative even where
+    /// the phone metadata disagrees (test numbers such as `+1 555 ...`, ranges newer than the
+    /// metadata): a valid number is formatted by the library, anything else E.164-shaped
+    /// (8 to 15 digits, no leading zero) is kept as `+digits` rather than dropped.
+    ///
     /// # Errors
-    /// [`PhoneError::Invalid`] when the digits are not a valid number.
+    /// [`PhoneError::Invalid`] when the text is not E.164-shaped digits.
     pub fn from_wa_id(wa_id: &str) -> Result<Self, PhoneError> {
         let digits = wa_id.trim().trim_start_matches('+');
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let shaped = (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !shaped {
             return Err(PhoneError::Invalid(wa_id.to_owned()));
         }
-        Self::valid(None, &format!("+{digits}"))
-            .ok_or_else(|| PhoneError::Invalid(wa_id.to_owned()))
+        let international = format!("+{digits}");
+        Ok(Self::valid(None, &international).unwrap_or(Self(international)))
     }
 
     /// Wraps a value that storage wrote after validating it.
@@ -161,8 +169,16 @@ mod tests {
             PhoneE164::from_wa_id("+14155552671").map(|p| p.0),
             Ok("+14155552671".to_owned())
         );
+        // WhatsApp's own ids are kept even where the metadata has no such range.
+        assert_eq!(
+            PhoneE164::from_wa_id("15551234567").map(|p| p.0),
+            Ok("+15551234567".to_owned())
+        );
         assert!(PhoneE164::from_wa_id("62abc").is_err());
         assert!(PhoneE164::from_wa_id("").is_err());
+        assert!(PhoneE164::from_wa_id("0812345678").is_err());
+        assert!(PhoneE164::from_wa_id("1234567").is_err());
+        assert!(PhoneE164::from_wa_id(&"9".repeat(16)).is_err());
     }
 
     #[test]

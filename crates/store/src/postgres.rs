@@ -3,8 +3,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection, Postgres};
 
 use crate::crypto::{SecretCipher, SecretKey};
 use crate::{OpenError, Store};
@@ -29,6 +29,18 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
             reason: e.to_string(),
         })?
         .application_name("inbox");
+    // One direct attempt first: the pool would retry a refused connection until its acquire
+    // timeout, and a wrong URL deserves an immediate, clear answer rather than a 10 s wait.
+    PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?
+        .close()
+        .await
+        .map_err(|e| OpenError::Connect {
+            reason: e.to_string(),
+        })?;
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(Duration::from_secs(10))

@@ -1,1 +1,54 @@
-fn main() {}
+//! `inbox-webhook`: serves only the webhook receiver, for deployments that scale intake apart
+//! from the API.
+
+use clap::Parser;
+use inbox_webhook::process::{self, CoreSettings, WebhookArgs};
+
+/// Inbox webhook receiver. Every flag can also be set by its environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "inbox-webhook", version, about)]
+struct Cli {
+    #[command(flatten)]
+    core: CoreSettings,
+
+    #[command(flatten)]
+    webhook: WebhookArgs,
+
+    /// Address to serve on; port 0 picks a free port and the chosen address is logged.
+    #[arg(long, env = "INBOX_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    process::init_tracing(&cli.core);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("inbox-webhook: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), process::StartError> {
+    let key = cli.core.secret_key()?;
+    let listener = process::bind(&cli.listen).await?;
+    let repo = inbox_store::open(&cli.core.database_url, &key).await?;
+    let app = inbox_webhook::health::router(repo.clone());
+    let addr = listener
+        .local_addr()
+        .map_err(|source| process::StartError::Listen {
+            addr: cli.listen.clone(),
+            source,
+        })?;
+    process::announce("inbox-webhook", addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(process::shutdown_signal())
+        .await
+        .map_err(|source| process::StartError::Listen {
+            addr: cli.listen,
+            source,
+        })
+}

@@ -1,0 +1,404 @@
+//! The command line: `inbox-api [serve]` runs the system; `inbox-api admin ...` bootstraps and
+//! repairs it. Every admin command prints what it did, or one JSON object with `--json`.
+
+use std::io::BufRead;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use inbox_domain::phone::CountryCode;
+use inbox_domain::ports::Repository;
+use inbox_domain::token::generate_token;
+use inbox_domain::user::{NewUser, Role};
+use inbox_domain::validation::text_len;
+use inbox_domain::workspace::{NewWorkspace, Secret, WorkspacePatch, WorkspaceSlug};
+use inbox_domain::{TokenId, UserId, WorkspaceId};
+use inbox_webhook::process::{self, CoreSettings, WebhookArgs};
+use serde_json::json;
+
+use crate::AppState;
+
+/// Inbox: a multi-tenant WhatsApp shared inbox over Kapso. Every flag can also be set by the
+/// environment variable shown beside it.
+#[derive(Debug, Parser)]
+#[command(name = "inbox-api", version, about)]
+pub struct Cli {
+    /// Settings every command needs.
+    #[command(flatten)]
+    pub core: CoreSettings,
+
+    /// What to do; without a command, `serve`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and (unless --no-webhook) the webhook receiver on one listener.
+    Serve(ServeArgs),
+    /// Bootstrap and repair: workspaces, users, members, tokens, migrations.
+    Admin(AdminArgs),
+}
+
+/// Settings of the server.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve on; port 0 picks a free port and the chosen address is logged.
+    #[arg(long, env = "INBOX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Serve only the API, without the webhook receiver.
+    #[arg(long)]
+    pub no_webhook: bool,
+
+    /// Where Kapso's API lives (tests and the demo point it at a local fake).
+    #[arg(
+        long,
+        env = "INBOX_KAPSO_BASE_URL",
+        default_value = "https://api.kapso.ai"
+    )]
+    pub kapso_base_url: String,
+
+    /// Webhook receiver settings.
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// `inbox-api admin ...`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Print one JSON object instead of a sentence.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The admin command.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// Admin commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Run pending database migrations.
+    Migrate,
+    /// Workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Memberships.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `admin workspace ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace.
+    Create {
+        /// Unique slug: 2 to 48 characters of a-z, 0-9 and -.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// ISO 3166 alpha-2 country for reading local phone numbers.
+        #[arg(long, default_value = "ID")]
+        default_country: String,
+    },
+    /// Connect a workspace to its Kapso phone number.
+    SetKapso {
+        /// Workspace slug or id.
+        #[arg(long)]
+        workspace: String,
+        /// Kapso's phone_number_id of the business number.
+        #[arg(long)]
+        phone_number_id: String,
+        /// Kapso API key; `-` reads it from standard input.
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Webhook signing secret of the Kapso webhook; `-` reads it from standard input.
+        #[arg(long)]
+        webhook_secret: Option<String>,
+    },
+}
+
+/// `admin user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Unique email.
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+/// `admin member ...`.
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add a user to a workspace.
+    Add {
+        /// Workspace slug or id.
+        #[arg(long)]
+        workspace: String,
+        /// User id.
+        #[arg(long)]
+        user: UserId,
+        /// owner, admin or member.
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+/// `admin token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user; it is printed once and only its hash is stored.
+    Create {
+        /// User id.
+        #[arg(long)]
+        user: UserId,
+        /// A label, such as `laptop` or `n8n`.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id (as printed by `token create`).
+        id: TokenId,
+    },
+}
+
+/// What an admin command did: a sentence, and the same as JSON.
+struct Outcome {
+    text: String,
+    json: serde_json::Value,
+}
+
+/// Runs the command line.
+///
+/// # Errors
+/// Any failure, with a message naming the problem and the fix.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    process::init_tracing(&cli.core);
+    match cli.command {
+        Some(Command::Admin(admin)) => run_admin(&cli.core, admin).await,
+        Some(Command::Serve(args)) => run_serve(&cli.core, args).await,
+        None => {
+            let args = ServeArgs::from_env();
+            run_serve(&cli.core, args).await
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Serve settings from the environment alone (no subcommand given).
+    fn from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::parse_from(["inbox-api"]).serve
+    }
+}
+
+async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
+    let key = core.secret_key()?;
+    let listener = process::bind(&args.listen).await?;
+    let repo = inbox_store::open(&core.database_url, &key).await?;
+    let app = crate::router(AppState { repo });
+    let addr = listener.local_addr()?;
+    process::announce("inbox-api", addr);
+    crate::serve(listener, app, process::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_admin(core: &CoreSettings, admin: AdminArgs) -> anyhow::Result<()> {
+    let key = core.secret_key()?;
+    if matches!(admin.command, AdminCommand::Migrate) {
+        inbox_store::migrate(&core.database_url, &key).await?;
+        return print(
+            admin.json,
+            &Outcome {
+                text: "Database is migrated to the latest schema.".into(),
+                json: json!({"migrated": true}),
+            },
+        );
+    }
+    let repo = inbox_store::open(&core.database_url, &key).await?;
+    let outcome = match admin.command {
+        AdminCommand::Migrate => unreachable!("handled above"),
+        AdminCommand::Workspace(command) => workspace(&*repo, command).await?,
+        AdminCommand::User(command) => user(&*repo, command).await?,
+        AdminCommand::Member(command) => member(&*repo, command).await?,
+        AdminCommand::Token(command) => token(&*repo, command).await?,
+    };
+    print(admin.json, &outcome)
+}
+
+fn print(json: bool, outcome: &Outcome) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(&outcome.json)?);
+    } else {
+        println!("{}", outcome.text);
+    }
+    Ok(())
+}
+
+async fn find_workspace(repo: &dyn Repository, reference: &str) -> anyhow::Result<WorkspaceId> {
+    let found = match reference.parse::<WorkspaceId>() {
+        Ok(id) => repo.workspace_by_id(id).await?,
+        Err(_) => repo.workspace_by_slug(reference).await?,
+    };
+    found
+        .map(|w| w.id)
+        .ok_or_else(|| anyhow!("no workspace `{reference}`: list slugs with your database tool or create it with `admin workspace create`"))
+}
+
+/// A secret from a flag, or from standard input when the flag is `-`.
+fn secret(flag: Option<String>, what: &str) -> anyhow::Result<Option<Secret>> {
+    match flag.as_deref() {
+        None => Ok(None),
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .with_context(|| format!("reading the {what} from standard input"))?;
+            let value = line.trim();
+            anyhow::ensure!(
+                !value.is_empty(),
+                "the {what} read from standard input is empty"
+            );
+            Ok(Some(Secret::new(value)))
+        }
+        Some(value) => Ok(Some(Secret::new(value))),
+    }
+}
+
+async fn workspace(repo: &dyn Repository, command: WorkspaceCommand) -> anyhow::Result<Outcome> {
+    match command {
+        WorkspaceCommand::Create {
+            slug,
+            name,
+            default_country,
+        } => {
+            text_len("name", &name, 1, 200)?;
+            let new = NewWorkspace {
+                slug: WorkspaceSlug::parse(&slug)?,
+                name,
+                default_country: CountryCode::parse(&default_country)?,
+            };
+            let ws = repo.create_workspace(new).await?;
+            Ok(Outcome {
+                text: format!(
+                    "Created workspace {} ({}) with id {}.",
+                    ws.slug, ws.name, ws.id
+                ),
+                json: json!({"id": ws.id.to_string(), "slug": ws.slug.as_str(), "name": ws.name}),
+            })
+        }
+        WorkspaceCommand::SetKapso {
+            workspace,
+            phone_number_id,
+            api_key,
+            webhook_secret,
+        } => {
+            let id = find_workspace(repo, &workspace).await?;
+            let api_key = secret(api_key, "API key")?;
+            let webhook_secret = secret(webhook_secret, "webhook secret")?;
+            let patch = WorkspacePatch {
+                kapso_phone_number_id: Some(Some(phone_number_id)),
+                kapso_api_key: api_key.map(Some),
+                webhook_secret: webhook_secret.map(Some),
+                ..WorkspacePatch::default()
+            };
+            let ws = repo.update_workspace(id, patch).await?;
+            Ok(Outcome {
+                text: format!(
+                    "Workspace {} now receives Kapso number {} (API key {}, webhook secret {}).",
+                    ws.slug,
+                    ws.kapso_phone_number_id.as_deref().unwrap_or_default(),
+                    if ws.has_kapso_api_key {
+                        "stored"
+                    } else {
+                        "not set"
+                    },
+                    if ws.has_webhook_secret {
+                        "stored"
+                    } else {
+                        "not set"
+                    },
+                ),
+                json: json!({
+                    "id": ws.id.to_string(),
+                    "kapso_phone_number_id": ws.kapso_phone_number_id,
+                    "has_kapso_api_key": ws.has_kapso_api_key,
+                    "has_webhook_secret": ws.has_webhook_secret,
+                }),
+            })
+        }
+    }
+}
+
+async fn user(repo: &dyn Repository, command: UserCommand) -> anyhow::Result<Outcome> {
+    let UserCommand::Create { name, email } = command;
+    text_len("name", &name, 1, 200)?;
+    let user = repo.create_user(NewUser { name, email }).await?;
+    Ok(Outcome {
+        text: format!("Created user {} with id {}.", user.name, user.id),
+        json: json!({"id": user.id.to_string(), "name": user.name, "email": user.email}),
+    })
+}
+
+async fn member(repo: &dyn Repository, command: MemberCommand) -> anyhow::Result<Outcome> {
+    let MemberCommand::Add {
+        workspace,
+        user,
+        role,
+    } = command;
+    let id = find_workspace(repo, &workspace).await?;
+    let membership = repo.add_member(id, user, role).await?;
+    Ok(Outcome {
+        text: format!("User {user} is now {role} of workspace {workspace}."),
+        json: json!({
+            "workspace_id": membership.workspace_id.to_string(),
+            "user_id": membership.user_id.to_string(),
+            "role": membership.role.as_str(),
+        }),
+    })
+}
+
+async fn token(repo: &dyn Repository, command: TokenCommand) -> anyhow::Result<Outcome> {
+    match command {
+        TokenCommand::Create { user, name } => {
+            text_len("name", &name, 1, 100)?;
+            let generated = generate_token();
+            let token = repo.create_token(user, &name, &generated.hash).await?;
+            let secret = generated.secret.expose();
+            Ok(Outcome {
+                text: format!(
+                    "Created token {} for user {user}. It is shown only now:\n{secret}",
+                    token.id
+                ),
+                json: json!({"id": token.id.to_string(), "user_id": user.to_string(), "token": secret}),
+            })
+        }
+        TokenCommand::Revoke { id } => {
+            let token = repo.revoke_token(id).await?;
+            Ok(Outcome {
+                text: format!("Revoked token {}.", token.id),
+                json: json!({"id": token.id.to_string(), "revoked": true}),
+            })
+        }
+    }
+}
