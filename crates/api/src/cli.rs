@@ -5,13 +5,15 @@ use std::io::BufRead;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
+use inbox_domain::delivery::DeliveryFilter;
+use inbox_domain::ingest::IngestOutcome;
 use inbox_domain::phone::CountryCode;
 use inbox_domain::ports::Repository;
 use inbox_domain::token::generate_token;
 use inbox_domain::user::{NewUser, Role};
 use inbox_domain::validation::text_len;
 use inbox_domain::workspace::{NewWorkspace, Secret, WorkspacePatch, WorkspaceSlug};
-use inbox_domain::{TokenId, UserId, WorkspaceId};
+use inbox_domain::{DeliveryId, TokenId, UserId, WorkspaceId};
 use inbox_webhook::process::{self, CoreSettings, WebhookArgs};
 use serde_json::json;
 
@@ -93,6 +95,32 @@ pub enum AdminCommand {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Stored webhook deliveries: inspect and replay.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+}
+
+/// `admin deliveries ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List stored deliveries, newest first.
+    List {
+        /// Only those whose processing failed.
+        #[arg(long)]
+        failed: bool,
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Process stored deliveries again. Safe to repeat: messages are stored once per wamid.
+    Replay {
+        /// The delivery to replay.
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<DeliveryId>,
+        /// Replay every failed delivery instead.
+        #[arg(long)]
+        failed: bool,
+    },
 }
 
 /// `admin workspace ...`.
@@ -215,7 +243,12 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     let key = core.secret_key()?;
     let listener = process::bind(&args.listen).await?;
     let repo = inbox_store::open(&core.database_url, &key).await?;
-    let app = crate::router(AppState { repo });
+    let mut app = crate::router(AppState { repo: repo.clone() });
+    if !args.no_webhook {
+        // Merged beside the API's 1 MiB body limit, not under it: deliveries may be 3 MiB.
+        let webhook = inbox_webhook::WebhookState::new(repo, args.webhook.settings());
+        app = app.merge(inbox_webhook::router(webhook));
+    }
     let addr = listener.local_addr()?;
     process::announce("inbox-api", addr);
     crate::serve(listener, app, process::shutdown_signal()).await?;
@@ -241,6 +274,7 @@ async fn run_admin(core: &CoreSettings, admin: AdminArgs) -> anyhow::Result<()> 
         AdminCommand::User(command) => user(&*repo, command).await?,
         AdminCommand::Member(command) => member(&*repo, command).await?,
         AdminCommand::Token(command) => token(&*repo, command).await?,
+        AdminCommand::Deliveries(command) => deliveries(&*repo, command).await?,
     };
     print(admin.json, &outcome)
 }
@@ -398,6 +432,79 @@ async fn token(repo: &dyn Repository, command: TokenCommand) -> anyhow::Result<O
             Ok(Outcome {
                 text: format!("Revoked token {}.", token.id),
                 json: json!({"id": token.id.to_string(), "revoked": true}),
+            })
+        }
+    }
+}
+
+fn outcome_json(id: DeliveryId, outcome: &IngestOutcome) -> serde_json::Value {
+    let (name, reason) = match outcome {
+        IngestOutcome::Duplicate => ("duplicate", None),
+        IngestOutcome::Processed => ("processed", None),
+        IngestOutcome::Ignored(reason) => ("ignored", Some(reason)),
+        IngestOutcome::Failed(error) => ("failed", Some(error)),
+    };
+    json!({"id": id.to_string(), "outcome": name, "reason": reason})
+}
+
+async fn deliveries(repo: &dyn Repository, command: DeliveriesCommand) -> anyhow::Result<Outcome> {
+    match command {
+        DeliveriesCommand::List { failed, limit } => {
+            let filter = if failed {
+                DeliveryFilter::Failed
+            } else {
+                DeliveryFilter::All
+            };
+            let list = repo.deliveries(filter, limit).await?;
+            let mut text = format!("{} deliveries", list.len());
+            for d in &list {
+                text.push_str(&format!(
+                    "\n{}  {}  {:<9}  {}  {}",
+                    d.id,
+                    d.received_at,
+                    d.outcome.as_str(),
+                    d.event.as_deref().unwrap_or("-"),
+                    d.error.as_deref().unwrap_or(""),
+                ));
+            }
+            let json = json!({"deliveries": list.iter().map(|d| json!({
+                "id": d.id.to_string(),
+                "received_at": d.received_at.to_string(),
+                "event": d.event,
+                "phone_number_id": d.phone_number_id,
+                "workspace_id": d.workspace_id.map(|w| w.to_string()),
+                "outcome": d.outcome.as_str(),
+                "error": d.error,
+                "attempts": d.attempts,
+            })).collect::<Vec<_>>()});
+            Ok(Outcome { text, json })
+        }
+        DeliveriesCommand::Replay { id: Some(id), .. } => {
+            let outcome = inbox_webhook::replay_delivery(repo, id).await?;
+            let json = outcome_json(id, &outcome);
+            Ok(Outcome {
+                text: format!(
+                    "Replayed delivery {id}: {}.",
+                    json["outcome"].as_str().unwrap_or_default()
+                ),
+                json,
+            })
+        }
+        DeliveriesCommand::Replay { id: None, .. } => {
+            let results = inbox_webhook::replay_failed(repo).await?;
+            let still_failed = results
+                .iter()
+                .filter(|(_, o)| matches!(o, IngestOutcome::Failed(_)))
+                .count();
+            Ok(Outcome {
+                text: format!(
+                    "Replayed {} failed deliveries; {still_failed} still failing.",
+                    results.len()
+                ),
+                json: json!({
+                    "replayed": results.iter().map(|(id, o)| outcome_json(*id, o)).collect::<Vec<_>>(),
+                    "still_failed": still_failed,
+                }),
             })
         }
     }

@@ -1,7 +1,17 @@
 //! What the webhook hands to the ingest use case: provider-neutral facts about one delivery.
 //!
 //! `inbox-kapso` turns Kapso v2 and Meta-format payloads into these; the ingest use case applies
-//! them to storage in one transaction.
+//! them to storage in one transaction. The rules are in [`rules`] (pure, unit-tested); the use
+//! case over the [`crate::ports::IngestUnit`] port is [`ingest`] (and [`replay`]).
+
+mod apply;
+mod rules;
+
+pub use apply::{IngestOutcome, ingest, replay};
+pub use rules::{
+    ContactState, ConversationState, IngestWorkspace, MessageStatusState, NewIngestedMessage,
+    PendingStatus, clean_profile_name, fold_statuses,
+};
 
 use crate::message::{DeliveryStatus, Direction, Media, MessageError, MessageKind, SenderType};
 use crate::phone::PhoneE164;

@@ -6,6 +6,7 @@
 
 pub mod contact;
 pub mod conversation;
+pub mod delivery;
 pub mod event;
 pub mod ids;
 pub mod ingest;

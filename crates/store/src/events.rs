@@ -1,10 +1,11 @@
-//! Appending to the event log, inside the caller's transaction.
+//! Appending to the event log, inside the caller's transaction, and the other pieces of SQL
+//! that differ between the backends.
 
 use inbox_domain::EventId;
 use inbox_domain::Timestamp;
 use inbox_domain::event::NewEvent;
 use inbox_domain::ports::StoreError;
-use sqlx::{Postgres, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use crate::error::from_sqlx;
 
@@ -16,15 +17,31 @@ pub(crate) trait Dialect: sqlx::Database {
 
     /// Appends `event` on `conn`, which must be inside the transaction that made the change the
     /// event records, so that the log never shows a change that did not commit.
-    #[allow(dead_code)] // Called by the ingest and inbox ports, which land on their own branches.
+    #[allow(dead_code)] // Called by the inbox port, which lands on its own branch.
     async fn append_event(
         conn: &mut Self::Connection,
         event: &NewEvent,
     ) -> Result<EventId, StoreError>;
+
+    /// Appends `events` in order with one statement, inside the caller's transaction.
+    async fn append_events(
+        conn: &mut Self::Connection,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError>;
+
+    /// The clause that locks the selected rows of `alias` until commit: `FOR UPDATE OF alias` on
+    /// PostgreSQL; nothing on SQLite, whose single writer connection already serialises every
+    /// write transaction.
+    fn for_update_of(alias: &str) -> String;
+
+    /// Takes a transaction-scoped lock on an arbitrary key, for serialising work on something
+    /// that may not have a row yet (a wamid whose message has not arrived). An advisory lock on
+    /// PostgreSQL; nothing on SQLite, for the same reason as [`Dialect::for_update_of`].
+    async fn lock_key(conn: &mut Self::Connection, key: &str) -> Result<(), StoreError>;
 }
 
 macro_rules! impl_dialect {
-    ($db:ty, $settled:expr) => {
+    ($db:ty, settled: $settled:expr, for_update_of: $lock:expr, lock_key: $lock_key:expr) => {
         impl Dialect for $db {
             const SETTLED_EVENTS: &'static str = $settled;
 
@@ -47,14 +64,69 @@ macro_rules! impl_dialect {
                 .map_err(from_sqlx)?;
                 Ok(EventId(id))
             }
+
+            async fn append_events(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                events: &[NewEvent],
+            ) -> Result<(), StoreError> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let now = Timestamp::now().as_millis();
+                let mut insert = QueryBuilder::<$db>::new(
+                    "INSERT INTO events \
+                     (workspace_id, kind, conversation_id, contact_id, message_id, created_at) ",
+                );
+                insert.push_values(events, |mut row, event| {
+                    row.push_bind(event.workspace_id.as_uuid())
+                        .push_bind(event.kind.as_str())
+                        .push_bind(event.conversation_id.map(|id| id.as_uuid()))
+                        .push_bind(event.contact_id.map(|id| id.as_uuid()))
+                        .push_bind(event.message_id.map(|id| id.as_uuid()))
+                        .push_bind(now);
+                });
+                insert
+                    .build()
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                    .map_err(from_sqlx)
+            }
+
+            fn for_update_of(alias: &str) -> String {
+                $lock(alias)
+            }
+
+            async fn lock_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: &str,
+            ) -> Result<(), StoreError> {
+                match $lock_key {
+                    Some(sql) => sqlx::query(sql)
+                        .bind(key)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                        .map_err(from_sqlx),
+                    None => Ok(()),
+                }
+            }
         }
     };
 }
 
 // SQLite has one writer, and readers see only committed rows: every visible event is settled.
-impl_dialect!(Sqlite, "TRUE");
-// Every transaction older than the oldest one still running has ended.
+impl_dialect!(
+    Sqlite,
+    settled: "TRUE",
+    for_update_of: |_: &str| String::new(),
+    lock_key: None::<&str>
+);
 impl_dialect!(
     Postgres,
-    "e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    // Every transaction older than the oldest one still running has ended.
+    settled: "e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    for_update_of: |alias: &str| format!(" FOR UPDATE OF {alias}"),
+    // 64-bit hash of the key; a collision only makes two unrelated wamids wait for each other.
+    lock_key: Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
 );

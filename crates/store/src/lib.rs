@@ -8,11 +8,13 @@
 
 mod changes;
 mod crypto;
+mod deliveries;
 mod error;
 mod event_log;
 mod events;
 mod health;
 mod identity;
+mod ingest;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -58,6 +58,24 @@ pub struct WebhookArgs {
     pub meta_verify_token: Option<String>,
 }
 
+impl WebhookArgs {
+    /// The receiver's settings.
+    #[must_use]
+    pub fn settings(&self) -> crate::WebhookSettings {
+        let secret = |value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(inbox_domain::workspace::Secret::new)
+        };
+        crate::WebhookSettings {
+            kapso_webhook_secret: secret(&self.kapso_webhook_secret),
+            meta_app_secret: secret(&self.meta_app_secret),
+            meta_verify_token: secret(&self.meta_verify_token),
+        }
+    }
+}
+
 /// Why a process could not start. Each message names the problem and the fix in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -135,7 +135,10 @@ impl From<&Conversation> for ConversationView {
 }
 
 fn tag_names(tags: &Tags) -> Vec<String> {
-    tags.as_slice().iter().map(|t| t.as_str().to_owned()).collect()
+    tags.as_slice()
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect()
 }
 
 /// A message's attachment.

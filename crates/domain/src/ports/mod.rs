@@ -3,16 +3,24 @@
 //! Every method is scoped: anything that reads or changes tenant data takes the workspace it
 //! belongs to, so an adapter cannot forget the tenant filter.
 
+mod deliveries;
 mod events;
 mod identity;
+mod ingest;
 mod workspaces;
 
+pub use deliveries::DeliveryRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use deliveries::MockDeliveryRepository;
 pub use events::EventLog;
 #[cfg(any(test, feature = "mocks"))]
 pub use events::MockEventLog;
 pub use identity::IdentityRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use identity::MockIdentityRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use ingest::MockIngestRepository;
+pub use ingest::{IngestRepository, IngestUnit};
 #[cfg(any(test, feature = "mocks"))]
 pub use workspaces::MockWorkspaceRepository;
 pub use workspaces::WorkspaceRepository;
@@ -52,6 +60,17 @@ pub trait Health: Send + Sync {
 }
 
 /// Every port, for binaries that hold one `Arc<dyn Repository>`.
-pub trait Repository: WorkspaceRepository + IdentityRepository + EventLog + Health {}
+pub trait Repository:
+    WorkspaceRepository + IdentityRepository + IngestRepository + DeliveryRepository + EventLog + Health
+{
+}
 
-impl<T: WorkspaceRepository + IdentityRepository + EventLog + Health> Repository for T {}
+impl<T> Repository for T where
+    T: WorkspaceRepository
+        + IdentityRepository
+        + IngestRepository
+        + DeliveryRepository
+        + EventLog
+        + Health
+{
+}

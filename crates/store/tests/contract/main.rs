@@ -1,8 +1,10 @@
 //! The storage contract: every scenario is written once against the ports and run on SQLite and
 //! on PostgreSQL, each in a database of its own.
 
+mod deliveries;
 mod event_log;
 mod identity;
+mod ingest;
 mod workspaces;
 
 use std::sync::Arc;
@@ -57,6 +59,55 @@ impl Raw {
             Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
         }
         .expect("raw query")
+    }
+
+    /// Runs a query returning one BIGINT (cast INTEGER columns: PostgreSQL's are 32-bit).
+    pub async fn int(&self, sql: &str) -> i64 {
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("raw query")
+    }
+
+    /// Runs a query returning a column of optional BIGINTs.
+    pub async fn ints(&self, sql: &str) -> Vec<Option<i64>> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .expect("raw query")
+    }
+
+    /// Runs a query returning a column of optional texts.
+    pub async fn texts(&self, sql: &str) -> Vec<Option<String>> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .expect("raw query")
+    }
+
+    /// Runs a query returning one optional text.
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        let mut rows = self.texts(sql).await;
+        assert_eq!(rows.len(), 1, "one row expected from {sql}");
+        rows.pop().flatten()
+    }
+
+    /// Runs a statement; the error's text when the database refuses it.
+    pub async fn execute(&self, sql: &str) -> Result<u64, String> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|d| d.rows_affected()),
+            Self::Postgres(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|d| d.rows_affected()),
+        }
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -123,6 +174,24 @@ contract!(
     identity::health_answers,
     event_log::reads_in_order_per_workspace_and_in_pages,
     event_log::positions_resume_and_prune,
+    deliveries::deliveries_are_stored_once_per_key_and_listed,
+    ingest::inbound_creates_contact_conversation_and_message,
+    ingest::media_and_errors_are_stored_as_json,
+    ingest::repeated_idempotency_key_changes_nothing,
+    ingest::duplicate_wamids_do_not_consume_a_seq,
+    ingest::wamids_phones_and_conversations_are_unique_where_they_must_be,
+    ingest::the_person_set_name_is_never_overwritten,
+    ingest::unknown_customers_are_ignored_without_auto_create,
+    ingest::unknown_phone_number_ids_are_ignored,
+    ingest::last_message_follows_whatsapp_time_not_arrival,
+    ingest::outbound_echoes_never_touch_unread_and_inbound_reopens,
+    ingest::statuses_before_their_message_are_applied_when_it_arrives,
+    ingest::statuses_only_move_forward,
+    ingest::failed_records_code_and_title,
+    ingest::concurrent_burst_from_a_new_phone,
+    ingest::schema_mirrors_are_kept,
+    ingest::conversation_notices_keep_the_kapso_id_current,
+    ingest::failures_are_recorded_and_replayable,
 );
 
 /// PostgreSQL hands out event ids before commit; a reader must not pass an event whose

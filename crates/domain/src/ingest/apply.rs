@@ -1,0 +1,506 @@
+//! The ingest use case: store a verified delivery and apply its facts, all in one transaction.
+
+use std::collections::BTreeMap;
+
+use super::rules::{
+    ContactState, ConversationState, IngestWorkspace, NewIngestedMessage, PendingStatus,
+    clean_profile_name, fold_statuses,
+};
+use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
+use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
+use crate::event::{EventKind, NewEvent};
+use crate::ids::{ContactId, MessageId, WorkspaceId};
+use crate::message::{DeliveryStatus, Direction, MessageError};
+use crate::ports::{DeliveryRepository, IngestRepository, IngestUnit, StoreError};
+use crate::timestamp::Timestamp;
+
+/// What became of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Its idempotency key was already stored: nothing happened.
+    Duplicate,
+    /// Every fact was applied.
+    Processed,
+    /// Stored, but (some of) its facts were deliberately not applied, for this reason.
+    Ignored(String),
+    /// Applying it failed; it is stored as failed with this error, for replay.
+    Failed(String),
+}
+
+/// Stores a verified delivery and applies its facts in one transaction (one durable commit):
+/// the delivery row, contacts, conversations, messages, statuses and events together.
+///
+/// When applying fails for a reason other than an unavailable database, the transaction is
+/// rolled back and the delivery is stored as `failed` with the error in a second, small one, so
+/// it is never lost and can be replayed.
+///
+/// # Errors
+/// `Unavailable` (nothing was stored; the sender should retry), or any error of the failure
+/// record itself.
+pub async fn ingest<R>(
+    repo: &R,
+    delivery: &NewDelivery,
+    facts: &DeliveryFacts,
+) -> Result<IngestOutcome, StoreError>
+where
+    R: IngestRepository + DeliveryRepository + ?Sized,
+{
+    match first_attempt(repo, delivery, facts).await {
+        Ok(outcome) => Ok(outcome),
+        Err(StoreError::Unavailable(reason)) => Err(StoreError::Unavailable(reason)),
+        Err(error) => {
+            let error = error.to_string();
+            let stored = repo
+                .record_delivery(delivery, None, DeliveryOutcome::Failed, Some(error.clone()))
+                .await?;
+            Ok(if stored {
+                IngestOutcome::Failed(error)
+            } else {
+                IngestOutcome::Duplicate
+            })
+        }
+    }
+}
+
+/// Applies a stored delivery's facts again (the admin replay), counting an attempt. Safe to
+/// repeat: wamids are stored once per workspace and statuses only move forward.
+///
+/// # Errors
+/// `Unavailable`, or any error of the failure record itself.
+pub async fn replay<R>(
+    repo: &R,
+    delivery: &Delivery,
+    facts: &DeliveryFacts,
+) -> Result<IngestOutcome, StoreError>
+where
+    R: IngestRepository + DeliveryRepository + ?Sized,
+{
+    match replay_attempt(repo, delivery, facts).await {
+        Ok(outcome) => Ok(outcome),
+        Err(StoreError::Unavailable(reason)) => Err(StoreError::Unavailable(reason)),
+        Err(error) => {
+            let error = error.to_string();
+            repo.mark_delivery(delivery.id, DeliveryOutcome::Failed, Some(error.clone()))
+                .await?;
+            Ok(IngestOutcome::Failed(error))
+        }
+    }
+}
+
+async fn first_attempt<R>(
+    repo: &R,
+    delivery: &NewDelivery,
+    facts: &DeliveryFacts,
+) -> Result<IngestOutcome, StoreError>
+where
+    R: IngestRepository + ?Sized,
+{
+    let now = Timestamp::now();
+    let mut unit = repo.begin_ingest().await?;
+    let phone_number_id = facts
+        .phone_number_id
+        .as_deref()
+        .or(delivery.phone_number_id.as_deref());
+    let workspace = match route(unit.as_mut(), phone_number_id).await? {
+        Ok(workspace) => workspace,
+        Err(reason) => {
+            let stored = unit
+                .insert_delivery(delivery, None, DeliveryOutcome::Ignored, Some(&reason))
+                .await?;
+            if !stored {
+                return Ok(IngestOutcome::Duplicate);
+            }
+            unit.commit().await?;
+            return Ok(IngestOutcome::Ignored(reason));
+        }
+    };
+    // The delivery row goes first: its unique idempotency key is what makes a concurrent or
+    // repeated delivery wait for, then skip, this one. It is written as processed and corrected
+    // below in the rare ignored case, which saves a write on the hot path.
+    let stored = unit
+        .insert_delivery(
+            delivery,
+            Some(workspace.id),
+            DeliveryOutcome::Processed,
+            None,
+        )
+        .await?;
+    if !stored {
+        return Ok(IngestOutcome::Duplicate);
+    }
+    let outcome = apply_facts(unit.as_mut(), workspace, facts, now).await?;
+    if let IngestOutcome::Ignored(reason) = &outcome {
+        unit.finish_delivery(
+            delivery.id,
+            Some(workspace.id),
+            DeliveryOutcome::Ignored,
+            Some(reason),
+            false,
+        )
+        .await?;
+    }
+    unit.commit().await?;
+    Ok(outcome)
+}
+
+async fn replay_attempt<R>(
+    repo: &R,
+    delivery: &Delivery,
+    facts: &DeliveryFacts,
+) -> Result<IngestOutcome, StoreError>
+where
+    R: IngestRepository + ?Sized,
+{
+    let now = Timestamp::now();
+    let mut unit = repo.begin_ingest().await?;
+    let phone_number_id = facts
+        .phone_number_id
+        .as_deref()
+        .or(delivery.phone_number_id.as_deref());
+    let (workspace_id, outcome) = match route(unit.as_mut(), phone_number_id).await? {
+        Ok(workspace) => (
+            Some(workspace.id),
+            apply_facts(unit.as_mut(), workspace, facts, now).await?,
+        ),
+        Err(reason) => (None, IngestOutcome::Ignored(reason)),
+    };
+    let (stored, error) = match &outcome {
+        IngestOutcome::Ignored(reason) => (DeliveryOutcome::Ignored, Some(reason.as_str())),
+        _ => (DeliveryOutcome::Processed, None),
+    };
+    unit.finish_delivery(delivery.id, workspace_id, stored, error, true)
+        .await?;
+    unit.commit().await?;
+    Ok(outcome)
+}
+
+/// The workspace a delivery is for, or why there is none.
+async fn route(
+    unit: &mut dyn IngestUnit,
+    phone_number_id: Option<&str>,
+) -> Result<Result<IngestWorkspace, String>, StoreError> {
+    let Some(phone_number_id) = phone_number_id else {
+        return Ok(Err("the payload names no phone_number_id".to_owned()));
+    };
+    Ok(unit
+        .workspace_for_phone_number_id(phone_number_id)
+        .await?
+        .ok_or_else(|| format!("no workspace has phone_number_id {phone_number_id}")))
+}
+
+/// A fact that concerns one customer's conversation.
+enum CustomerFact<'a> {
+    Message(&'a IncomingMessage),
+    Notice(&'a ConversationNotice),
+}
+
+impl CustomerFact<'_> {
+    fn customer(&self) -> &CustomerRef {
+        match self {
+            Self::Message(m) => &m.customer,
+            Self::Notice(n) => &n.customer,
+        }
+    }
+}
+
+/// The key facts are grouped and ordered by: one group per customer.
+fn customer_key(customer: &CustomerRef) -> Option<String> {
+    match (&customer.phone, &customer.bsuid) {
+        (Some(phone), _) => Some(format!("phone:{}", phone.as_str())),
+        (None, Some(bsuid)) => Some(format!("bsuid:{bsuid}")),
+        (None, None) => None,
+    }
+}
+
+/// Applies every fact; the outcome is `Ignored` when any fact was deliberately skipped.
+///
+/// Facts are applied customer by customer, in key order, and statuses after messages in wamid
+/// order (each group keeps payload order). Taking row locks in one global order means two
+/// deliveries that touch the same conversations cannot deadlock each other, and a status in
+/// the same delivery as its message finds it.
+async fn apply_facts(
+    unit: &mut dyn IngestUnit,
+    workspace: IngestWorkspace,
+    facts: &DeliveryFacts,
+    now: Timestamp,
+) -> Result<IngestOutcome, StoreError> {
+    let mut skipped: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<CustomerFact<'_>>> = BTreeMap::new();
+    let mut statuses: Vec<&StatusUpdate> = Vec::new();
+    let mut unhandled: Vec<&str> = Vec::new();
+    for item in &facts.items {
+        let fact = match item {
+            Fact::Message(m) => CustomerFact::Message(m),
+            Fact::Conversation(n) => CustomerFact::Notice(n),
+            Fact::Status(s) => {
+                statuses.push(s);
+                continue;
+            }
+            Fact::Unhandled { event } => {
+                unhandled.push(event);
+                continue;
+            }
+        };
+        match customer_key(fact.customer()) {
+            Some(key) => groups.entry(key).or_default().push(fact),
+            None => skipped.push("a fact names no customer phone or bsuid".to_owned()),
+        }
+    }
+
+    let mut events = Vec::new();
+    for group in groups.values() {
+        if let Some(reason) = apply_customer(unit, workspace, group, now, &mut events).await? {
+            skipped.push(reason);
+        }
+    }
+    statuses.sort_by(|a, b| a.wamid.cmp(&b.wamid));
+    for status in statuses {
+        let update = (status.status, status.error.clone());
+        if !update_stored_message(unit, workspace.id, &status.wamid, &[update], &mut events).await?
+        {
+            let pending = PendingStatus {
+                wamid: status.wamid.clone(),
+                status: status.status,
+                at: status.at,
+                error: status.error.clone(),
+            };
+            unit.add_pending_status(workspace.id, &pending, now).await?;
+        }
+    }
+    if !events.is_empty() {
+        unit.append_events(&events).await?;
+    }
+
+    if facts.items.is_empty() {
+        skipped.push("the delivery carries no message, status or conversation".to_owned());
+    } else if unhandled.len() == facts.items.len() {
+        unhandled.dedup();
+        skipped.push(format!("no handler for {}", unhandled.join(", ")));
+    }
+    skipped.dedup();
+    Ok(if skipped.is_empty() {
+        IngestOutcome::Processed
+    } else {
+        IngestOutcome::Ignored(skipped.join("; "))
+    })
+}
+
+/// Applies one customer's facts: find or create the contact and conversation, store the
+/// messages, write the contact and conversation once. Returns why the group was skipped, if it
+/// was.
+async fn apply_customer(
+    unit: &mut dyn IngestUnit,
+    workspace: IngestWorkspace,
+    group: &[CustomerFact<'_>],
+    now: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> Result<Option<String>, StoreError> {
+    let Some(first) = group.first() else {
+        return Ok(None);
+    };
+    let customer = first.customer();
+    let Some((mut contact, contact_created)) =
+        find_or_create_contact(unit, workspace, customer, now).await?
+    else {
+        return Ok(Some(
+            "unknown customer and auto_create_contacts is off".to_owned(),
+        ));
+    };
+    let mut named = false;
+    for fact in group {
+        named |= contact.observe_profile_name(fact.customer().profile_name.as_deref());
+    }
+    let (mut conversation, conversation_created) =
+        lock_or_create_conversation(unit, workspace.id, &contact, now).await?;
+    let event = |kind, message_id| NewEvent {
+        workspace_id: workspace.id,
+        kind,
+        conversation_id: Some(conversation.id),
+        contact_id: Some(contact.id),
+        message_id,
+    };
+    if contact_created || named {
+        events.push(event(EventKind::ContactUpdated, None));
+    }
+    if conversation_created {
+        events.push(event(EventKind::ConversationCreated, None));
+    }
+
+    let mut contact_dirty = named;
+    let mut conversation_dirty = false;
+    for fact in group {
+        match fact {
+            CustomerFact::Message(m) => {
+                if store_message(unit, workspace.id, &mut conversation, m, now, events).await? {
+                    contact_dirty |= contact.record_message(m.direction, m.sent_at);
+                    conversation_dirty = true;
+                }
+                conversation_dirty |=
+                    conversation.observe_kapso_conversation_id(m.kapso_conversation_id.as_deref());
+            }
+            CustomerFact::Notice(n) => {
+                conversation_dirty |=
+                    conversation.observe_kapso_conversation_id(n.kapso_conversation_id.as_deref());
+            }
+        }
+    }
+
+    if contact_dirty {
+        unit.update_contact(workspace.id, &contact, now).await?;
+    }
+    if conversation_dirty {
+        unit.update_conversation(&conversation, now).await?;
+        if !conversation_created {
+            events.push(NewEvent {
+                workspace_id: workspace.id,
+                kind: EventKind::ConversationUpdated,
+                conversation_id: Some(conversation.id),
+                contact_id: Some(contact.id),
+                message_id: None,
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// The customer's contact (by phone, then bsuid), created when the workspace allows it;
+/// `None` when it does not. The flag says whether this unit created it.
+async fn find_or_create_contact(
+    unit: &mut dyn IngestUnit,
+    workspace: IngestWorkspace,
+    customer: &CustomerRef,
+    now: Timestamp,
+) -> Result<Option<(ContactState, bool)>, StoreError> {
+    let phone = customer.phone.as_ref();
+    let bsuid = customer.bsuid.as_deref();
+    if let Some(found) = unit.find_contact(workspace.id, phone, bsuid).await? {
+        return Ok(Some((found, false)));
+    }
+    if !workspace.auto_create_contacts {
+        return Ok(None);
+    }
+    let customer = CustomerRef {
+        profile_name: clean_profile_name(customer.profile_name.as_deref()).map(str::to_owned),
+        ..customer.clone()
+    };
+    if let Some(created) = unit
+        .insert_contact(workspace.id, ContactId::new(), &customer, now)
+        .await?
+    {
+        return Ok(Some((created, true)));
+    }
+    // A concurrent delivery created it between our read and our insert; it is committed now.
+    unit.find_contact(workspace.id, phone, bsuid)
+        .await?
+        .map(|found| Some((found, false)))
+        .ok_or_else(|| StoreError::Internal("contact conflicted but cannot be found".into()))
+}
+
+/// The contact's conversation, locked for this unit; created when there is none. The flag
+/// says whether this unit created it.
+async fn lock_or_create_conversation(
+    unit: &mut dyn IngestUnit,
+    workspace_id: WorkspaceId,
+    contact: &ContactState,
+    now: Timestamp,
+) -> Result<(ConversationState, bool), StoreError> {
+    if let Some(found) = unit.lock_conversation(workspace_id, contact.id).await? {
+        return Ok((found, false));
+    }
+    let fresh = ConversationState::new_for(workspace_id, contact);
+    if unit.insert_conversation(&fresh, now).await? {
+        // A row this transaction inserted is invisible to, and so uncontended by, others.
+        return Ok((fresh, true));
+    }
+    unit.lock_conversation(workspace_id, contact.id)
+        .await?
+        .map(|found| (found, false))
+        .ok_or_else(|| StoreError::Internal("conversation conflicted but cannot be found".into()))
+}
+
+/// Stores a message once per wamid with the conversation's next seq, folding in statuses that
+/// arrived before it. Returns whether it was new (and recorded on `conversation`). A repeated
+/// outbound message still contributes its status, monotonically.
+async fn store_message(
+    unit: &mut dyn IngestUnit,
+    workspace_id: WorkspaceId,
+    conversation: &mut ConversationState,
+    m: &IncomingMessage,
+    now: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> Result<bool, StoreError> {
+    // WhatsApp reports statuses only for messages the business sent, so only outbound messages
+    // can have statuses waiting for them; inbound ones skip the lookup.
+    let pending = match m.direction {
+        Direction::Outbound => unit.take_pending_statuses(workspace_id, &m.wamid).await?,
+        Direction::Inbound => Vec::new(),
+    };
+    let (status, error) = fold_statuses(
+        m.status,
+        pending.iter().map(|p| (p.status, p.error.as_ref())),
+    )
+    .map_or((m.status, None), |(s, e)| (s, e.cloned()));
+    let message = NewIngestedMessage {
+        id: MessageId::new(),
+        workspace_id,
+        conversation_id: conversation.id,
+        seq: conversation.next_seq(),
+        direction: m.direction,
+        sender_type: m.sender_type,
+        kind: m.kind.clone(),
+        text: m.text.clone(),
+        media: m.media.clone(),
+        reply_to_wamid: m.reply_to_wamid.clone(),
+        wamid: m.wamid.clone(),
+        status,
+        error,
+        raw: m.raw.clone(),
+        sent_at: m.sent_at,
+        created_at: now,
+    };
+    if unit.insert_message(&message).await? {
+        conversation.record_message(m.direction, m.sent_at, &m.kind, m.text.as_deref());
+        events.push(NewEvent {
+            workspace_id,
+            kind: EventKind::MessageCreated,
+            conversation_id: Some(conversation.id),
+            contact_id: Some(conversation.contact_id),
+            message_id: Some(message.id),
+        });
+        return Ok(true);
+    }
+    if m.direction == Direction::Outbound {
+        let updates: Vec<(DeliveryStatus, Option<MessageError>)> =
+            std::iter::once((m.status, None))
+                .chain(pending.into_iter().map(|p| (p.status, p.error)))
+                .collect();
+        update_stored_message(unit, workspace_id, &m.wamid, &updates, events).await?;
+    }
+    Ok(false)
+}
+
+/// Moves a stored message's status forward; `false` when no message has that wamid.
+async fn update_stored_message(
+    unit: &mut dyn IngestUnit,
+    workspace_id: WorkspaceId,
+    wamid: &str,
+    updates: &[(DeliveryStatus, Option<MessageError>)],
+    events: &mut Vec<NewEvent>,
+) -> Result<bool, StoreError> {
+    let Some(stored) = unit.lock_message(workspace_id, wamid).await? else {
+        return Ok(false);
+    };
+    let folded = fold_statuses(stored.status, updates.iter().map(|(s, e)| (*s, e.as_ref())));
+    if let Some((status, error)) = folded {
+        unit.update_message_status(workspace_id, stored.id, status, error)
+            .await?;
+        events.push(NewEvent {
+            workspace_id,
+            kind: EventKind::MessageUpdated,
+            conversation_id: Some(stored.conversation_id),
+            contact_id: Some(stored.contact_id),
+            message_id: Some(stored.id),
+        });
+    }
+    Ok(true)
+}

@@ -1,0 +1,61 @@
+//! The delivery log port.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::delivery::{Delivery, DeliveryFilter, DeliveryOutcome, NewDelivery};
+use crate::ids::{DeliveryId, WorkspaceId};
+
+/// Stored webhook deliveries, outside any ingest transaction: the failure record, the admin
+/// listing and the replay queue.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait DeliveryRepository: Send + Sync {
+    /// Stores a delivery with its outcome (one attempt counted unless `outcome` is `Pending`).
+    /// Returns `false`, and changes nothing, when a delivery with the same idempotency key is
+    /// already stored.
+    ///
+    /// # Errors
+    /// `Duplicate("id")` for a reused id; otherwise only `Unavailable` or `Internal`.
+    async fn record_delivery(
+        &self,
+        new: &NewDelivery,
+        workspace_id: Option<WorkspaceId>,
+        outcome: DeliveryOutcome,
+        error: Option<String>,
+    ) -> Result<bool, StoreError>;
+
+    /// The delivery stored under an idempotency key.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn delivery_by_idempotency_key(&self, key: &str) -> Result<Option<Delivery>, StoreError>;
+
+    /// A delivery by id.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
+
+    /// Deliveries, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn deliveries(
+        &self,
+        filter: DeliveryFilter,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records the outcome of another processing attempt: sets outcome, error and
+    /// `processed_at`, adds one to `attempts`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown id.
+    async fn mark_delivery(
+        &self,
+        id: DeliveryId,
+        outcome: DeliveryOutcome,
+        error: Option<String>,
+    ) -> Result<(), StoreError>;
+}

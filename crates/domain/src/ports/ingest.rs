@@ -1,0 +1,209 @@
+//! The ingest port: a unit of work in which one delivery's facts are applied atomically.
+//!
+//! The rules (which contact, which seq, what unread becomes, which events) live in the domain
+//! use case [`crate::ingest::ingest`]; the unit only offers the reads and writes it needs, all
+//! inside one database transaction that [`IngestUnit::commit`] makes durable. Dropping a unit
+//! without committing rolls everything back.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::delivery::{DeliveryOutcome, NewDelivery};
+use crate::event::NewEvent;
+use crate::ids::{ContactId, DeliveryId, MessageId, WorkspaceId};
+use crate::ingest::{
+    ContactState, ConversationState, CustomerRef, IngestWorkspace, MessageStatusState,
+    NewIngestedMessage, PendingStatus,
+};
+use crate::message::{DeliveryStatus, MessageError};
+use crate::phone::PhoneE164;
+use crate::timestamp::Timestamp;
+
+/// Starts ingest units.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait IngestRepository: Send + Sync {
+    /// Begins a unit of work (a write transaction).
+    ///
+    /// # Errors
+    /// `Unavailable` when no connection can be had.
+    async fn begin_ingest(&self) -> Result<Box<dyn IngestUnit>, StoreError>;
+}
+
+/// The reads and writes of one ingest transaction. Every method runs inside it; nothing is
+/// visible to others before [`IngestUnit::commit`].
+///
+/// Concurrency contract, which the use case's guarantees rest on: [`Self::lock_conversation`]
+/// holds the conversation until commit (so seq allocation is serial per conversation), and
+/// [`Self::take_pending_statuses`] and [`Self::lock_message`] serialise with each other per
+/// (workspace, wamid) until commit (so a status and its message never miss each other).
+#[async_trait]
+pub trait IngestUnit: Send {
+    /// The workspace a business phone number routes to.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn workspace_for_phone_number_id(
+        &mut self,
+        phone_number_id: &str,
+    ) -> Result<Option<IngestWorkspace>, StoreError>;
+
+    /// Stores a new delivery with the given outcome and one attempt. Returns `false`, writing
+    /// nothing, when its idempotency key is already stored (waiting for a concurrent unit that
+    /// stored it to finish first).
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn insert_delivery(
+        &mut self,
+        new: &NewDelivery,
+        workspace_id: Option<WorkspaceId>,
+        outcome: DeliveryOutcome,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Sets a stored delivery's outcome, error, workspace and `processed_at = now`, adding one
+    /// to `attempts` when `new_attempt` (a replay; the first attempt was counted at insert).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown delivery.
+    async fn finish_delivery(
+        &mut self,
+        id: DeliveryId,
+        workspace_id: Option<WorkspaceId>,
+        outcome: DeliveryOutcome,
+        error: Option<&str>,
+        new_attempt: bool,
+    ) -> Result<(), StoreError>;
+
+    /// The contact with this phone, else the one with this bsuid.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn find_contact(
+        &mut self,
+        workspace_id: WorkspaceId,
+        phone: Option<&PhoneE164>,
+        bsuid: Option<&str>,
+    ) -> Result<Option<ContactState>, StoreError>;
+
+    /// Creates a WhatsApp contact (`source = whatsapp`, the profile name as `whatsapp_name`).
+    /// Returns `None`, writing nothing, when a concurrent writer created a contact with the same
+    /// phone or bsuid first; the caller finds that one instead.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn insert_contact(
+        &mut self,
+        workspace_id: WorkspaceId,
+        id: ContactId,
+        customer: &CustomerRef,
+        now: Timestamp,
+    ) -> Result<Option<ContactState>, StoreError>;
+
+    /// Writes a contact's WhatsApp-owned fields: `whatsapp_name`, `last_activity_at` (and its
+    /// sort copy), `last_contact_at`, `updated_at = now`.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn update_contact(
+        &mut self,
+        workspace_id: WorkspaceId,
+        contact: &ContactState,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The contact's conversation, locked until commit.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn lock_conversation(
+        &mut self,
+        workspace_id: WorkspaceId,
+        contact_id: ContactId,
+    ) -> Result<Option<ConversationState>, StoreError>;
+
+    /// Creates a conversation. Returns `false`, writing nothing, when the contact already has
+    /// one (a concurrent writer won); the caller locks that one instead.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn insert_conversation(
+        &mut self,
+        conversation: &ConversationState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes a conversation's state, keeping `sort_at = COALESCE(last_message_at, 0)` and its
+    /// tag rows' copy of it in step.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn update_conversation(
+        &mut self,
+        conversation: &ConversationState,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts a message unless its wamid is already stored in the workspace; `true` when
+    /// inserted.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn insert_message(&mut self, message: &NewIngestedMessage) -> Result<bool, StoreError>;
+
+    /// Removes and returns the statuses kept for a wamid that had no message yet.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn take_pending_statuses(
+        &mut self,
+        workspace_id: WorkspaceId,
+        wamid: &str,
+    ) -> Result<Vec<PendingStatus>, StoreError>;
+
+    /// The message with this wamid, locked until commit.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn lock_message(
+        &mut self,
+        workspace_id: WorkspaceId,
+        wamid: &str,
+    ) -> Result<Option<MessageStatusState>, StoreError>;
+
+    /// Sets a message's status, and its error when one is given.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn update_message_status(
+        &mut self,
+        workspace_id: WorkspaceId,
+        id: MessageId,
+        status: DeliveryStatus,
+        error: Option<&MessageError>,
+    ) -> Result<(), StoreError>;
+
+    /// Keeps a status for a wamid we have no message for yet (once per status).
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn add_pending_status(
+        &mut self,
+        workspace_id: WorkspaceId,
+        status: &PendingStatus,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Appends events to the log, in order.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn append_events(&mut self, events: &[NewEvent]) -> Result<(), StoreError>;
+
+    /// Makes everything durable.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Internal`; nothing was written then.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,562 @@
+//! The ingest port: one write transaction per delivery, offering the reads and writes the
+//! domain's ingest use case composes.
+
+use async_trait::async_trait;
+use inbox_domain::contact::LeadStatus;
+use inbox_domain::conversation::ConversationStatus;
+use inbox_domain::delivery::{DeliveryOutcome, NewDelivery};
+use inbox_domain::event::NewEvent;
+use inbox_domain::ingest::{
+    ContactState, ConversationState, CustomerRef, IngestWorkspace, MessageStatusState,
+    NewIngestedMessage, PendingStatus,
+};
+use inbox_domain::message::{DeliveryStatus, Media, MessageError};
+use inbox_domain::phone::PhoneE164;
+use inbox_domain::ports::{IngestRepository, IngestUnit, StoreError};
+use inbox_domain::{
+    ContactId, ConversationId, DeliveryId, MessageId, Timestamp, UserId, WorkspaceId,
+};
+use serde_json::{Value, json};
+use sqlx::{Postgres, Sqlite};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::Store;
+use crate::changes::Changes;
+use crate::error::from_sqlx;
+use crate::events::Dialect;
+use crate::rows::corrupt;
+
+/// One ingest transaction. Dropping it without [`IngestUnit::commit`] rolls back.
+pub(crate) struct Unit<DB: sqlx::Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    /// Told after commit, when events were appended, so the live stream reads them.
+    changes: Arc<Changes>,
+    appended_events: bool,
+}
+
+/// `contacts` columns ingest reads.
+#[derive(sqlx::FromRow)]
+struct ContactRow {
+    id: Uuid,
+    whatsapp_name: Option<String>,
+    last_activity_at: Option<i64>,
+    last_contact_at: Option<i64>,
+    assigned_to: Option<Uuid>,
+    lead_status: String,
+}
+
+const CONTACT_COLUMNS: &str =
+    "id, whatsapp_name, last_activity_at, last_contact_at, assigned_to, lead_status";
+
+impl TryFrom<ContactRow> for ContactState {
+    type Error = StoreError;
+
+    fn try_from(row: ContactRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: ContactId::from_uuid(row.id),
+            whatsapp_name: row.whatsapp_name,
+            last_activity_at: row.last_activity_at.map(Timestamp::from_millis),
+            last_contact_at: row.last_contact_at.map(Timestamp::from_millis),
+            assigned_to: row.assigned_to.map(UserId::from_uuid),
+            lead_status: lead_status(&row.lead_status)?,
+        })
+    }
+}
+
+/// `conversations` columns ingest reads.
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    id: Uuid,
+    workspace_id: Uuid,
+    contact_id: Uuid,
+    status: String,
+    unread_count: i32,
+    last_message_at: Option<i64>,
+    last_message_preview: Option<String>,
+    last_inbound_at: Option<i64>,
+    last_seq: i64,
+    kapso_conversation_id: Option<String>,
+    contact_assigned_to: Option<Uuid>,
+    lead_status: String,
+}
+
+const CONVERSATION_COLUMNS: &str = "v.id, v.workspace_id, v.contact_id, v.status, \
+    v.unread_count, v.last_message_at, v.last_message_preview, v.last_inbound_at, v.last_seq, \
+    v.kapso_conversation_id, v.contact_assigned_to, v.lead_status";
+
+impl TryFrom<ConversationRow> for ConversationState {
+    type Error = StoreError;
+
+    fn try_from(row: ConversationRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: ConversationId::from_uuid(row.id),
+            workspace_id: WorkspaceId::from_uuid(row.workspace_id),
+            contact_id: ContactId::from_uuid(row.contact_id),
+            status: row
+                .status
+                .parse::<ConversationStatus>()
+                .map_err(|e| corrupt("conversation status", e))?,
+            unread_count: i64::from(row.unread_count),
+            last_message_at: row.last_message_at.map(Timestamp::from_millis),
+            last_message_preview: row.last_message_preview,
+            last_inbound_at: row.last_inbound_at.map(Timestamp::from_millis),
+            last_seq: row.last_seq,
+            kapso_conversation_id: row.kapso_conversation_id,
+            contact_assigned_to: row.contact_assigned_to.map(UserId::from_uuid),
+            lead_status: lead_status(&row.lead_status)?,
+        })
+    }
+}
+
+fn lead_status(text: &str) -> Result<LeadStatus, StoreError> {
+    text.parse().map_err(|e| corrupt("lead_status", e))
+}
+
+fn delivery_status(text: &str) -> Result<DeliveryStatus, StoreError> {
+    text.parse()
+        .map_err(|e: String| corrupt("message status", e))
+}
+
+/// A message's attachment as stored (JSON text), in the shape the API serves.
+pub(crate) fn media_json(media: &Media) -> String {
+    json!({
+        "url": media.url,
+        "mime_type": media.mime_type,
+        "filename": media.filename,
+        "size_bytes": media.size_bytes,
+        "provider_media_id": media.provider_media_id,
+    })
+    .to_string()
+}
+
+/// A message's error as stored (JSON text), in the shape the API serves.
+pub(crate) fn error_json(error: &MessageError) -> String {
+    json!({"code": error.code, "title": error.title, "message": error.message}).to_string()
+}
+
+/// A stored error JSON back into the domain type.
+pub(crate) fn error_from_json(text: &str) -> Result<MessageError, StoreError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| corrupt("message error", e))?;
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok(MessageError {
+        code: field("code"),
+        title: field("title"),
+        message: field("message"),
+    })
+}
+
+/// The lock key serialising a status with its message's arrival.
+fn wamid_key(workspace_id: WorkspaceId, wamid: &str) -> String {
+    format!("wamid:{workspace_id}:{wamid}")
+}
+
+macro_rules! impl_ingest {
+    ($db:ty) => {
+        #[async_trait]
+        impl IngestRepository for Store<$db> {
+            async fn begin_ingest(&self) -> Result<Box<dyn IngestUnit>, StoreError> {
+                let tx = self.write.begin().await.map_err(from_sqlx)?;
+                Ok(Box::new(Unit::<$db> {
+                    tx,
+                    changes: Arc::clone(&self.changes),
+                    appended_events: false,
+                }))
+            }
+        }
+
+        #[async_trait]
+        impl IngestUnit for Unit<$db> {
+            async fn workspace_for_phone_number_id(
+                &mut self,
+                phone_number_id: &str,
+            ) -> Result<Option<IngestWorkspace>, StoreError> {
+                let row: Option<(Uuid, bool)> = sqlx::query_as(
+                    "SELECT id, auto_create_contacts FROM workspaces \
+                     WHERE kapso_phone_number_id = $1",
+                )
+                .bind(phone_number_id)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(row.map(|(id, auto_create_contacts)| IngestWorkspace {
+                    id: WorkspaceId::from_uuid(id),
+                    auto_create_contacts,
+                }))
+            }
+
+            async fn insert_delivery(
+                &mut self,
+                new: &NewDelivery,
+                workspace_id: Option<WorkspaceId>,
+                outcome: DeliveryOutcome,
+                error: Option<&str>,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(crate::deliveries::INSERT_DELIVERY)
+                    .bind(new.id.as_uuid())
+                    .bind(new.idempotency_key.as_deref())
+                    .bind(new.event.as_deref())
+                    .bind(workspace_id.map(|id| id.as_uuid()))
+                    .bind(new.phone_number_id.as_deref())
+                    .bind(new.headers.to_string())
+                    .bind(new.body.as_slice())
+                    .bind(new.received_at.as_millis())
+                    .bind(outcome.as_str())
+                    .bind(error)
+                    .bind(crate::deliveries::processed_at(outcome))
+                    .bind(i32::from(outcome != DeliveryOutcome::Pending))
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_delivery(
+                &mut self,
+                id: DeliveryId,
+                workspace_id: Option<WorkspaceId>,
+                outcome: DeliveryOutcome,
+                error: Option<&str>,
+                new_attempt: bool,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET outcome = $2, error = $3, \
+                       workspace_id = COALESCE($4, workspace_id), processed_at = $5, \
+                       attempts = attempts + $6 \
+                     WHERE id = $1",
+                )
+                .bind(id.as_uuid())
+                .bind(outcome.as_str())
+                .bind(error)
+                .bind(workspace_id.map(|id| id.as_uuid()))
+                .bind(Timestamp::now().as_millis())
+                .bind(i32::from(new_attempt))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn find_contact(
+                &mut self,
+                workspace_id: WorkspaceId,
+                phone: Option<&PhoneE164>,
+                bsuid: Option<&str>,
+            ) -> Result<Option<ContactState>, StoreError> {
+                // Phone first, then bsuid: both are unique per workspace, so at most two rows
+                // match, each through its unique index.
+                let row: Option<ContactRow> = sqlx::query_as(&format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts \
+                     WHERE workspace_id = $1 AND (phone = $2 OR bsuid = $3) \
+                     ORDER BY CASE WHEN phone = $2 THEN 0 ELSE 1 END LIMIT 1"
+                ))
+                .bind(workspace_id.as_uuid())
+                .bind(phone.map(PhoneE164::as_str))
+                .bind(bsuid)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(ContactState::try_from).transpose()
+            }
+
+            async fn insert_contact(
+                &mut self,
+                workspace_id: WorkspaceId,
+                id: ContactId,
+                customer: &CustomerRef,
+                now: Timestamp,
+            ) -> Result<Option<ContactState>, StoreError> {
+                // No conflict target: a clash on either the phone or the bsuid index means
+                // another writer created this customer first.
+                let row: Option<ContactRow> = sqlx::query_as(&format!(
+                    "INSERT INTO contacts \
+                       (id, workspace_id, phone, bsuid, whatsapp_name, source, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'whatsapp', $6, $6) \
+                     ON CONFLICT DO NOTHING RETURNING {CONTACT_COLUMNS}"
+                ))
+                .bind(id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .bind(customer.phone.as_ref().map(PhoneE164::as_str))
+                .bind(customer.bsuid.as_deref())
+                .bind(customer.profile_name.as_deref())
+                .bind(now.as_millis())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(ContactState::try_from).transpose()
+            }
+
+            async fn update_contact(
+                &mut self,
+                workspace_id: WorkspaceId,
+                contact: &ContactState,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                let activity = contact.last_activity_at.map(Timestamp::as_millis);
+                sqlx::query(
+                    "UPDATE contacts SET whatsapp_name = $3, last_activity_at = $4, \
+                       activity_sort = $5, last_contact_at = $6, updated_at = $7 \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(contact.id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .bind(contact.whatsapp_name.as_deref())
+                .bind(activity)
+                .bind(activity.unwrap_or(0))
+                .bind(contact.last_contact_at.map(Timestamp::as_millis))
+                .bind(now.as_millis())
+                .execute(&mut *self.tx)
+                .await
+                .map(drop)
+                .map_err(from_sqlx)
+            }
+
+            async fn lock_conversation(
+                &mut self,
+                workspace_id: WorkspaceId,
+                contact_id: ContactId,
+            ) -> Result<Option<ConversationState>, StoreError> {
+                let row: Option<ConversationRow> = sqlx::query_as(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations v \
+                     WHERE v.contact_id = $1 AND v.workspace_id = $2{}",
+                    <$db as Dialect>::for_update_of("v")
+                ))
+                .bind(contact_id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(ConversationState::try_from).transpose()
+            }
+
+            async fn insert_conversation(
+                &mut self,
+                c: &ConversationState,
+                now: Timestamp,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO conversations (id, workspace_id, contact_id, status, \
+                       contact_assigned_to, lead_status, unread_count, last_message_at, \
+                       last_message_preview, last_inbound_at, sort_at, last_seq, \
+                       kapso_conversation_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+                     ON CONFLICT (contact_id) DO NOTHING",
+                )
+                .bind(c.id.as_uuid())
+                .bind(c.workspace_id.as_uuid())
+                .bind(c.contact_id.as_uuid())
+                .bind(c.status.as_str())
+                .bind(c.contact_assigned_to.map(|id| id.as_uuid()))
+                .bind(c.lead_status.as_str())
+                .bind(i32::try_from(c.unread_count).unwrap_or(i32::MAX))
+                .bind(c.last_message_at.map(Timestamp::as_millis))
+                .bind(c.last_message_preview.as_deref())
+                .bind(c.last_inbound_at.map(Timestamp::as_millis))
+                .bind(c.sort_at())
+                .bind(c.last_seq)
+                .bind(c.kapso_conversation_id.as_deref())
+                .bind(now.as_millis())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn update_conversation(
+                &mut self,
+                c: &ConversationState,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE conversations SET status = $3, unread_count = $4, \
+                       last_message_at = $5, last_message_preview = $6, last_inbound_at = $7, \
+                       sort_at = $8, last_seq = $9, kapso_conversation_id = $10, updated_at = $11 \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(c.id.as_uuid())
+                .bind(c.workspace_id.as_uuid())
+                .bind(c.status.as_str())
+                .bind(i32::try_from(c.unread_count).unwrap_or(i32::MAX))
+                .bind(c.last_message_at.map(Timestamp::as_millis))
+                .bind(c.last_message_preview.as_deref())
+                .bind(c.last_inbound_at.map(Timestamp::as_millis))
+                .bind(c.sort_at())
+                .bind(c.last_seq)
+                .bind(c.kapso_conversation_id.as_deref())
+                .bind(now.as_millis())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                // The tag index carries the list order key; keep it in step.
+                sqlx::query(
+                    "UPDATE conversation_tags SET sort_at = $2 \
+                     WHERE conversation_id = $1 AND sort_at <> $2",
+                )
+                .bind(c.id.as_uuid())
+                .bind(c.sort_at())
+                .execute(&mut *self.tx)
+                .await
+                .map(drop)
+                .map_err(from_sqlx)
+            }
+
+            async fn insert_message(
+                &mut self,
+                m: &NewIngestedMessage,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO messages (id, workspace_id, conversation_id, seq, direction, \
+                       sender_type, kind, text, media, reply_to_wamid, wamid, status, error, raw, \
+                       sent_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                     ON CONFLICT (workspace_id, wamid) DO NOTHING",
+                )
+                .bind(m.id.as_uuid())
+                .bind(m.workspace_id.as_uuid())
+                .bind(m.conversation_id.as_uuid())
+                .bind(m.seq)
+                .bind(m.direction.as_str())
+                .bind(m.sender_type.as_str())
+                .bind(m.kind.as_str())
+                .bind(m.text.as_deref())
+                .bind(m.media.as_ref().map(media_json))
+                .bind(m.reply_to_wamid.as_deref())
+                .bind(m.wamid.as_str())
+                .bind(m.status.as_str())
+                .bind(m.error.as_ref().map(error_json))
+                .bind(m.raw.to_string())
+                .bind(m.sent_at.as_millis())
+                .bind(m.created_at.as_millis())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn take_pending_statuses(
+                &mut self,
+                workspace_id: WorkspaceId,
+                wamid: &str,
+            ) -> Result<Vec<PendingStatus>, StoreError> {
+                <$db as Dialect>::lock_key(&mut *self.tx, &wamid_key(workspace_id, wamid))
+                    .await?;
+                let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+                    "DELETE FROM pending_statuses WHERE workspace_id = $1 AND wamid = $2 \
+                     RETURNING status, at, error",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(wamid)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                let mut pending = rows
+                    .into_iter()
+                    .map(|(status, at, error)| {
+                        Ok(PendingStatus {
+                            wamid: wamid.to_owned(),
+                            status: delivery_status(&status)?,
+                            at: Timestamp::from_millis(at),
+                            error: error.as_deref().map(error_from_json).transpose()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                pending.sort_by_key(|p| p.at);
+                Ok(pending)
+            }
+
+            async fn lock_message(
+                &mut self,
+                workspace_id: WorkspaceId,
+                wamid: &str,
+            ) -> Result<Option<MessageStatusState>, StoreError> {
+                <$db as Dialect>::lock_key(&mut *self.tx, &wamid_key(workspace_id, wamid))
+                    .await?;
+                let row: Option<(Uuid, Uuid, String, Uuid)> = sqlx::query_as(&format!(
+                    "SELECT m.id, m.conversation_id, m.status, v.contact_id \
+                     FROM messages m JOIN conversations v ON v.id = m.conversation_id \
+                     WHERE m.workspace_id = $1 AND m.wamid = $2{}",
+                    <$db as Dialect>::for_update_of("m")
+                ))
+                .bind(workspace_id.as_uuid())
+                .bind(wamid)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(|(id, conversation_id, status, contact_id)| {
+                    Ok(MessageStatusState {
+                        id: MessageId::from_uuid(id),
+                        conversation_id: ConversationId::from_uuid(conversation_id),
+                        contact_id: ContactId::from_uuid(contact_id),
+                        status: delivery_status(&status)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn update_message_status(
+                &mut self,
+                workspace_id: WorkspaceId,
+                id: MessageId,
+                status: DeliveryStatus,
+                error: Option<&MessageError>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE messages SET status = $3, error = COALESCE($4, error) \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .bind(status.as_str())
+                .bind(error.map(error_json))
+                .execute(&mut *self.tx)
+                .await
+                .map(drop)
+                .map_err(from_sqlx)
+            }
+
+            async fn add_pending_status(
+                &mut self,
+                workspace_id: WorkspaceId,
+                status: &PendingStatus,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                // The caller looked the message up with `lock_message`, which took the wamid's
+                // lock: the message cannot appear between that look-up and this insert.
+                sqlx::query(
+                    "INSERT INTO pending_statuses (workspace_id, wamid, status, at, error, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (workspace_id, wamid, status) DO NOTHING",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(status.wamid.as_str())
+                .bind(status.status.as_str())
+                .bind(status.at.as_millis())
+                .bind(status.error.as_ref().map(error_json))
+                .bind(now.as_millis())
+                .execute(&mut *self.tx)
+                .await
+                .map(drop)
+                .map_err(from_sqlx)
+            }
+
+            async fn append_events(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
+                self.appended_events |= !events.is_empty();
+                <$db as Dialect>::append_events(&mut *self.tx, events).await
+            }
+
+            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+                self.tx.commit().await.map_err(from_sqlx)?;
+                if self.appended_events {
+                    self.changes.committed();
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+impl_ingest!(Sqlite);
+impl_ingest!(Postgres);
