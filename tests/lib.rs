@@ -298,3 +298,49 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// One of Kapso's signed sample deliveries from `shared/fixtures/kapso`.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// Headers as Kapso sent them.
+    pub headers: Vec<(String, String)>,
+    /// The exact raw body.
+    pub body: String,
+}
+
+/// Reads a fixture by file stem, e.g. `v2-received-text`.
+///
+/// # Panics
+/// When the fixture is missing or malformed.
+#[must_use]
+pub fn fixture(name: &str) -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/kapso")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let json: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let headers = json["headers"]
+        .as_object()
+        .expect("fixture headers")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("header value").to_owned()))
+        .collect();
+    Fixture {
+        headers,
+        body: json["body"].as_str().expect("fixture body").to_owned(),
+    }
+}
+
+impl Fixture {
+    /// Posts the fixture, exactly as Kapso sent it, to a server's webhook.
+    pub async fn post(&self, http: &reqwest::Client, server: &Server) -> reqwest::Response {
+        let mut request = http
+            .post(server.url("/api/webhook/kapso"))
+            .body(self.body.clone());
+        for (key, value) in &self.headers {
+            request = request.header(key, value);
+        }
+        request.send().await.expect("post fixture")
+    }
+}

@@ -1,3 +1,4 @@
 //! Black-box tests: the real binaries, a fresh database each, HTTP on a free port.
 
 mod foundation;
+mod webhook;
