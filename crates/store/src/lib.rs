@@ -6,13 +6,17 @@
 //! timestamps), written once per port in a macro instantiated for each backend; what differs
 //! (pools, pragmas, migrations, identity columns) lives in [`sqlite`] and [`postgres`].
 
+mod contacts;
+mod conversations;
 mod crypto;
 mod error;
 mod events;
 mod health;
 mod identity;
 pub mod postgres;
+mod query;
 mod rows;
+mod seed;
 pub mod sqlite;
 pub mod testing;
 mod workspaces;

@@ -3,9 +3,17 @@
 //! Every method is scoped: anything that reads or changes tenant data takes the workspace it
 //! belongs to, so an adapter cannot forget the tenant filter.
 
+mod contacts;
+mod conversations;
 mod identity;
 mod workspaces;
 
+pub use contacts::ContactRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use contacts::MockContactRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use conversations::MockConversationRepository;
+pub use conversations::{ActionError, ConversationRepository};
 pub use identity::IdentityRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use identity::MockIdentityRepository;
@@ -48,6 +56,16 @@ pub trait Health: Send + Sync {
 }
 
 /// Every port, for binaries that hold one `Arc<dyn Repository>`.
-pub trait Repository: WorkspaceRepository + IdentityRepository + Health {}
+pub trait Repository:
+    WorkspaceRepository + IdentityRepository + ConversationRepository + ContactRepository + Health
+{
+}
 
-impl<T: WorkspaceRepository + IdentityRepository + Health> Repository for T {}
+impl<T> Repository for T where
+    T: WorkspaceRepository
+        + IdentityRepository
+        + ConversationRepository
+        + ContactRepository
+        + Health
+{
+}
