@@ -23,8 +23,9 @@ pub enum Db {
 /// A fixed key for tests, so admin commands and servers of one test share it.
 pub const TEST_SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
-/// The path of one of the workspace's binaries, built by `cargo test --workspace` next to the
-/// test executable (`target/<profile>/deps/..` -> `target/<profile>/`).
+/// The path of one of the workspace's binaries, next to the test executable
+/// (`target/<profile>/deps/..` -> `target/<profile>/`). `cargo xtask ci` builds them before the
+/// tests; `cargo test` alone does not build another package's binaries.
 ///
 /// # Panics
 /// When the binary was not built, with the command that builds it.
@@ -38,7 +39,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` so the binaries are built",
+        "{} is missing: run the suite with `cargo xtask ci`, or `cargo build --workspace --bins` first",
         path.display()
     );
     path

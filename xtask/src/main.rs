@@ -55,6 +55,12 @@ fn ci() -> anyhow::Result<()> {
     }
     println!("xtask: dependency boundary holds: inbox-domain uses none of {FORBIDDEN_IN_DOMAIN:?}");
 
+    // `cargo test` builds a package's binaries only for that package's own integration tests;
+    // the black-box suite in `tests/` runs `inbox-api` and `inbox-webhook`, so build them first.
+    step(
+        "binaries",
+        cargo(&["build", "--workspace", "--bins", "--all-features"]),
+    )?;
     let mut test = cargo(&["test", "--workspace", "--all-features"]);
     configure_postgres(&mut test)?;
     step("tests", test)
