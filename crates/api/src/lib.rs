@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod routes;
 
 use std::future::Future;
@@ -32,6 +33,19 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     /// Every storage port.
     pub repo: Arc<dyn Repository>,
+    /// The process's reader of the event log, feeding every event stream.
+    pub live: Arc<live::LiveHub>,
+}
+
+impl AppState {
+    /// State over a repository, starting the live pump on the current runtime.
+    #[must_use]
+    pub fn new(repo: Arc<dyn Repository>) -> Self {
+        Self {
+            live: live::LiveHub::start(Arc::clone(&repo)),
+            repo,
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -59,7 +73,9 @@ impl Modify for BearerAuth {
 
 /// The documented API routes, from which both the router and the OpenAPI document are built.
 fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(routes::me::me))
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::me::me))
+        .routes(routes!(live::events))
 }
 
 /// The OpenAPI 3.1 document of every API route, generated from the handlers' annotations.

@@ -779,6 +779,22 @@ macro_rules! impl_conversations {
                 Ok(row.into())
             }
 
+            async fn message(
+                &self,
+                workspace_id: WorkspaceId,
+                id: MessageId,
+            ) -> Result<Option<Message>, StoreError> {
+                let row: Option<MessageRow> = sqlx::query_as(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND workspace_id = $2"
+                ))
+                .bind(id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(Message::try_from).transpose()
+            }
+
             async fn messages(
                 &self,
                 actor: Actor,

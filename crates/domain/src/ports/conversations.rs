@@ -7,8 +7,8 @@ use super::StoreError;
 use crate::conversation::{
     Conversation, ConversationCounts, ConversationQuery, ConversationStatus,
 };
-use crate::ids::{ConversationId, UserId};
-use crate::message::{MessagePage, ThreadQuery};
+use crate::ids::{ConversationId, MessageId, UserId, WorkspaceId};
+use crate::message::{Message, MessagePage, ThreadQuery};
 use crate::page::Page;
 use crate::timestamp::Timestamp;
 use crate::user::Actor;
@@ -79,6 +79,17 @@ pub trait ConversationRepository: Send + Sync {
         conversation_id: ConversationId,
         query: ThreadQuery,
     ) -> Result<Option<MessagePage>, StoreError>;
+
+    /// One message of a workspace by id, whoever may see it: for rendering an event whose
+    /// visibility the caller has already decided. `None` when there is no such message there.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn message(
+        &self,
+        workspace_id: WorkspaceId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError>;
 
     /// Assigns the conversation to a member (`None`: to nobody) and appends
     /// `conversation.updated`, in one transaction.
