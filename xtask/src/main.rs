@@ -1,8 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
+//! - `demo`: a working inbox with a fake Kapso and a day of deliveries, until Ctrl-C.
 //! - `ci`: everything CI checks, in the order CI checks it: formatting, clippy with warnings
 //!   denied, the domain's dependency boundary, and the whole test suite on SQLite and
 //!   PostgreSQL.
+
+mod demo;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -20,8 +23,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("demo") => demo::run(demo::DemoOptions::parse(&args[1..])?),
         _ => {
-            eprintln!("usage: cargo xtask ci");
+            eprintln!("usage: cargo xtask ci | demo [--listen ADDR]");
             bail!("unknown or missing command: {args:?}");
         }
     }
