@@ -284,6 +284,18 @@ impl Server {
         self.log.lock().expect("log lock").join("\n")
     }
 
+    /// Waits (bounded) until the server has logged a line containing `needle`.
+    pub async fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// Asks the server to stop (SIGTERM) and waits for it to exit.
     pub async fn stop(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
