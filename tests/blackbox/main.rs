@@ -1,4 +1,5 @@
 //! Black-box tests: the real binaries, a fresh database each, HTTP on a free port.
 
 mod foundation;
+mod permissions;
 mod webhook;
