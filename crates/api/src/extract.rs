@@ -118,6 +118,10 @@ fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
     });
     let field = match (named, path) {
         (Some(name), "." | "") => name.to_owned(),
+        // Some deserialisers (the query string's) already put the unknown key in the path.
+        (Some(name), path) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => whole.to_owned(),
         (None, path) => path.to_owned(),
