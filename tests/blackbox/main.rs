@@ -4,5 +4,6 @@ mod bad_input;
 mod contacts;
 mod conversations;
 mod foundation;
+mod openapi;
 mod permissions;
 mod webhook;
