@@ -177,7 +177,6 @@ impl Api {
     }
 
     /// A request, with the token when there is one.
-    #[must_use]
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match token {
