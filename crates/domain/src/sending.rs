@@ -114,6 +114,8 @@ pub struct NewSend {
 pub struct IdempotentSend {
     /// The hash of the request that first used the key.
     pub request_hash: String,
+    /// The message that request created, once committed.
+    pub message_id: Option<MessageId>,
     /// The answer given to it, once there is one: HTTP status and JSON body.
     pub answer: Option<(u16, String)>,
 }

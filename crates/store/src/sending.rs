@@ -134,8 +134,8 @@ macro_rules! impl_sending {
                 user_id: UserId,
                 key: &str,
             ) -> Result<Option<IdempotentSend>, StoreError> {
-                let row: Option<(String, Option<i32>, Option<String>)> = sqlx::query_as(
-                    "SELECT request_hash, answer_status, answer_body FROM send_requests \
+                let row: Option<(String, Option<Uuid>, Option<i32>, Option<String>)> = sqlx::query_as(
+                    "SELECT request_hash, message_id, answer_status, answer_body FROM send_requests \
                      WHERE user_id = $1 AND idempotency_key = $2",
                 )
                 .bind(user_id.as_uuid())
@@ -143,8 +143,9 @@ macro_rules! impl_sending {
                 .fetch_optional(conn)
                 .await
                 .map_err(from_sqlx)?;
-                Ok(row.map(|(request_hash, status, body)| IdempotentSend {
+                Ok(row.map(|(request_hash, message_id, status, body)| IdempotentSend {
                     request_hash,
+                    message_id: message_id.map(MessageId::from_uuid),
                     answer: status
                         .and_then(|s| u16::try_from(s).ok())
                         .zip(body),
