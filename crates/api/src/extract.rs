@@ -96,6 +96,10 @@ fn field_error(path: &str, message: &str) -> ApiError {
         .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"));
     let field = match (named, path) {
         (Some(name), "." | "") => name.to_owned(),
+        // serde_path_to_error already ends the path with an unknown field's own name.
+        (Some(name), path) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => "body".to_owned(),
         (None, path) => path.to_owned(),
@@ -129,6 +133,13 @@ mod tests {
             "stauts"
         );
         assert_eq!(field_of(field_error(".", "missing field `name`")), "name");
+        assert_eq!(
+            field_of(field_error(
+                "colour",
+                "unknown field `colour`, expected `text`"
+            )),
+            "colour"
+        );
         assert_eq!(
             field_of(field_error("template", "missing field `name`")),
             "template.name"

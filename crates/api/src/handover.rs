@@ -49,7 +49,10 @@ pub async fn handover(
         Ok(credentials) => usable(credentials),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the Kapso credentials for a handover");
-            return Ok((conversation, failed("The Kapso credentials could not be read.")));
+            return Ok((
+                conversation,
+                failed("The Kapso credentials could not be read."),
+            ));
         }
     };
     let Some((phone_number_id, api_key)) = credentials else {

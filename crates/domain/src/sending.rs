@@ -176,10 +176,7 @@ impl Backoff {
     #[must_use]
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         let exponent = attempts.saturating_sub(1).min(20);
-        let delay = self
-            .base
-            .saturating_mul(1_u32 << exponent)
-            .min(self.max);
+        let delay = self.base.saturating_mul(1_u32 << exponent).min(self.max);
         retry_after.map_or(delay, |asked| delay.max(asked))
     }
 

@@ -14,8 +14,8 @@ use inbox_domain::message::{DeliveryStatus, Message, MessageError, MessageText};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::ports::{SendRepository, StoreError};
 use inbox_domain::sending::{
-    CreatedSend, IdempotentSend, NewSend, OutboundContent, SendJob, retry_after_secs,
-    RATE_WINDOW_MILLIS,
+    CreatedSend, IdempotentSend, NewSend, OutboundContent, RATE_WINDOW_MILLIS, SendJob,
+    retry_after_secs,
 };
 use inbox_domain::{ContactId, ConversationId, MessageId, Timestamp, UserId, WorkspaceId};
 use serde_json::{Value, json};
@@ -630,7 +630,10 @@ mod tests {
             text: MessageText::parse("Halo").expect("valid"),
             reply_to_wamid: Some("wamid.IN".into()),
         };
-        assert_eq!(payload_from_json(&payload_json(&text)).expect("valid"), text);
+        assert_eq!(
+            payload_from_json(&payload_json(&text)).expect("valid"),
+            text
+        );
         let template = OutboundContent::Template {
             name: "order_update".into(),
             template: json!({"name": "order_update", "language": "id", "components": []}),

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inbox_domain::message::MessageText;
-use inbox_domain::sending::{CreatedSend, IdempotencyClaim, IdempotentSend, NewSend, OutboundContent};
+use inbox_domain::sending::{
+    CreatedSend, IdempotencyClaim, IdempotentSend, NewSend, OutboundContent,
+};
 use inbox_domain::user::Actor;
 use inbox_domain::{ConversationId, MessageId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -128,7 +130,14 @@ pub async fn send_message(
             closed_at: conversation.reply_window_expires_at(),
         });
     }
-    let content = quote(&state, actor, conversation_id, content, request.reply_to_message_id).await?;
+    let content = quote(
+        &state,
+        actor,
+        conversation_id,
+        content,
+        request.reply_to_message_id,
+    )
+    .await?;
     let to = conversation.contact.phone.clone().ok_or_else(|| {
         ApiError::invalid(
             "conversation_id",
@@ -400,7 +409,8 @@ fn created_body(message: &inbox_domain::message::Message) -> Result<String, ApiE
 }
 
 fn to_json(value: &impl Serialize) -> Result<String, ApiError> {
-    serde_json::to_string(value).map_err(|e| ApiError::Internal(format!("serialising an answer: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| ApiError::Internal(format!("serialising an answer: {e}")))
 }
 
 /// A JSON answer from an already serialised body, so a repeat gets the very same bytes.
