@@ -9,6 +9,7 @@ mod fixtures;
 mod identity;
 mod ingest;
 mod messages;
+mod sending;
 mod workspaces;
 
 use std::sync::Arc;
@@ -230,6 +231,9 @@ contract!(
     contacts::delete_cascades_and_is_for_owners,
     contacts::by_phone_lookup_gives_bots_the_context,
     contacts::contact_list_filters_and_pages,
+    sending::sends_are_written_pending_with_their_job_then_settle,
+    sending::rate_limits_and_idempotency_keys_hold_in_the_database,
+    sending::concurrent_workers_never_claim_the_same_job,
 );
 
 /// PostgreSQL hands out event ids before commit; a reader must not pass an event whose
