@@ -133,8 +133,16 @@ impl_dialect!(
 );
 impl_dialect!(
     Postgres,
-    // Every transaction older than the oldest one still running has ended.
-    settled: "e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    // Every transaction of this database older than the oldest one of it still running (in
+    // this statement's snapshot) has ended. Transactions of other databases on the server
+    // cannot have written our events, so they do not hold ours back: they are left out when
+    // pg_stat_activity places them elsewhere. A transaction it does not place (it ended in the
+    // meantime, or its row is hidden) is kept, which can only delay an event, never skip one.
+    settled: "e.tx < (SELECT COALESCE(min(x::text::bigint), \
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
+        FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+        WHERE x NOT IN (SELECT a.backend_xid::text::xid8 FROM pg_stat_activity a \
+        WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()))",
     for_update_of: |alias: &str| format!(" FOR UPDATE OF {alias}"),
     skip_locked: |alias: &str| format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
     // 64-bit hash of the key; a collision only makes two unrelated wamids wait for each other.

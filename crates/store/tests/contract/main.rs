@@ -236,6 +236,16 @@ contract!(
     sending::concurrent_workers_never_claim_the_same_job,
 );
 
+/// Only this database's transactions can delay its events: a long transaction elsewhere on the
+/// server must not stall every live stream.
+#[tokio::test]
+async fn postgres_events_are_not_held_back_by_other_databases() {
+    if let Some(h) = Harness::postgres("postgres_events_are_not_held_back_by_other_databases").await
+    {
+        event_log::other_databases_do_not_hold_events_back(h).await;
+    }
+}
+
 /// PostgreSQL hands out event ids before commit; a reader must not pass an event whose
 /// transaction commits after a later id's. (SQLite has one writer, so this cannot happen there.)
 #[tokio::test]
