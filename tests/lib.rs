@@ -72,11 +72,15 @@ impl TestEnv {
         self.db.url()
     }
 
-    /// A command for one of the binaries with this database and the test key, and no other
+    /// A command (one of our binaries, or a program on PATH) with this database and the test key, and no other
     /// `INBOX_*` variable inherited from the caller's environment.
     #[must_use]
-    pub fn command(&self, binary_name: &str) -> Command {
-        let mut command = Command::new(binary(binary_name));
+    pub fn command(&self, program: &str) -> Command {
+        // Our binaries by name; anything else (bash) from PATH.
+        let mut command = match program {
+            "inbox-api" | "inbox-webhook" | "xtask" => Command::new(binary(program)),
+            other => Command::new(other),
+        };
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("INBOX_") {
                 command.env_remove(key);
@@ -387,9 +391,23 @@ impl Fixture {
 
 /// Builds signed Kapso v2 deliveries for the test workspace (`phone_number_id`
 /// 123456789012345, webhook secret `wh_sec_test_123`), each with a fresh idempotency key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Deliveries {
     next: u64,
+    /// WhatsApp time of the first message: ten minutes ago, so the reply window is open.
+    start: u64,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            next: 0,
+            start: now.saturating_sub(600),
+        }
+    }
 }
 
 /// The test business number's Kapso id.
@@ -407,7 +425,7 @@ impl Deliveries {
                 serde_json::json!({
                     "message": {
                         "id": format!("wamid.TEST.{n}"),
-                        "timestamp": (1_730_000_000 + n).to_string(),
+                        "timestamp": (self.start + n).to_string(),
                         "type": "text",
                         "from": from,
                         "text": {"body": format!("message {n}")},

@@ -3,11 +3,13 @@
 mod bad_input;
 mod contacts;
 mod conversations;
+mod demo;
 mod foundation;
 mod handover;
 mod kapso;
 mod live;
 mod openapi;
 mod permissions;
+mod readme;
 mod sending;
 mod webhook;

@@ -2,6 +2,7 @@
 //! and fans it out in-process to every connected stream; each stream replays what its client
 //! missed from the log first, then follows the pump, with no gap and no duplicate at the seam.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,10 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use inbox_domain::event::{ChangeToken, EventKind, LogPosition, LoggedEvent};
+use inbox_domain::message::Message;
 use inbox_domain::ports::Repository;
 use inbox_domain::user::{Actor, Role};
-use inbox_domain::{EventId, Timestamp, UserId};
+use inbox_domain::{ContactId, ConversationId, EventId, MessageId, Timestamp, UserId, WorkspaceId};
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 use utoipa::IntoParams;
@@ -103,8 +105,8 @@ async fn pump(
             let full = batch.len() == PAGE as usize;
             // Nobody is listening: move on without rendering.
             if fanout.receiver_count() > 0 {
-                for logged in batch {
-                    let data = render(&*repo, &logged).await;
+                let rendered = render_batch(&*repo, &batch).await;
+                for (logged, data) in batch.into_iter().zip(rendered) {
                     // An error only means every receiver has gone; the next event finds out again.
                     let _ = fanout.send(Arc::new(LiveEvent { logged, data }));
                 }
@@ -116,49 +118,100 @@ async fn pump(
     }
 }
 
-/// The new state an event announces, as JSON with `workspace_id`, read with an owner's view
-/// (each stream applies its own caller's visibility afterwards).
-async fn render(repo: &dyn Repository, logged: &LoggedEvent) -> Option<String> {
-    let event = &logged.event;
-    let system = Actor {
-        user_id: UserId::from_uuid(uuid::Uuid::nil()),
-        workspace_id: event.workspace_id,
-        role: Role::Owner,
-    };
-    let result = match event.kind {
-        EventKind::ConversationCreated | EventKind::ConversationUpdated => {
-            let id = event.conversation_id?;
-            repo.conversation(system, id)
-                .await
-                .map(|c| c.map(|c| serde_json::to_value(ConversationView::from(&c))))
-        }
-        EventKind::MessageCreated | EventKind::MessageUpdated => {
-            let id = event.message_id?;
-            repo.message(event.workspace_id, id)
-                .await
-                .map(|m| m.map(|m| serde_json::to_value(MessageView::from(&m))))
-        }
-        EventKind::ContactUpdated => {
-            let id = event.contact_id?;
-            repo.contact(system, id)
-                .await
-                .map(|c| c.map(|c| serde_json::to_value(ContactView::from(&c))))
-        }
-    };
-    match result {
-        Ok(Some(Ok(serde_json::Value::Object(mut object)))) => {
-            object.insert(
-                "workspace_id".into(),
-                serde_json::Value::String(event.workspace_id.to_string()),
-            );
-            serde_json::to_string(&object).ok()
-        }
-        Ok(_) => None,
+/// The new state each event of a batch announces, as JSON with `workspace_id`, read with an
+/// owner's view (each stream applies its own caller's visibility afterwards). One query loads
+/// every message of the batch, and each conversation or contact is read once per batch, however
+/// many of its events the batch holds: bursts render in a few queries, not one per event.
+/// `None` for an event whose subject no longer exists (a deleted contact).
+async fn render_batch(repo: &dyn Repository, batch: &[LoggedEvent]) -> Vec<Option<String>> {
+    let mut message_ids: Vec<MessageId> = batch
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.event.kind,
+                EventKind::MessageCreated | EventKind::MessageUpdated
+            )
+        })
+        .filter_map(|l| l.event.message_id)
+        .collect();
+    message_ids.sort_unstable();
+    message_ids.dedup();
+    let messages: HashMap<MessageId, Message> = match repo.messages_by_id(&message_ids).await {
+        Ok(found) => found.into_iter().map(|m| (m.id, m)).collect(),
         Err(e) => {
-            tracing::warn!(error = %e, event.id = %event.id, "cannot render an event");
-            None
+            tracing::warn!(error = %e, "cannot load the messages of an event batch");
+            HashMap::new()
         }
+    };
+    let mut conversations: HashMap<ConversationId, Option<serde_json::Value>> = HashMap::new();
+    let mut contacts: HashMap<ContactId, Option<serde_json::Value>> = HashMap::new();
+    let mut rendered = Vec::with_capacity(batch.len());
+    for logged in batch {
+        let event = &logged.event;
+        let system = Actor {
+            user_id: UserId::from_uuid(uuid::Uuid::nil()),
+            workspace_id: event.workspace_id,
+            role: Role::Owner,
+        };
+        let state = match event.kind {
+            EventKind::ConversationCreated | EventKind::ConversationUpdated => {
+                match event.conversation_id {
+                    Some(id) => match conversations.get(&id) {
+                        Some(done) => done.clone(),
+                        None => {
+                            let view = repo
+                                .conversation(system, id)
+                                .await
+                                .unwrap_or_else(|e| {
+                                    tracing::warn!(error = %e, "cannot render a conversation event");
+                                    None
+                                })
+                                .and_then(|c| serde_json::to_value(ConversationView::from(&c)).ok());
+                            conversations.insert(id, view.clone());
+                            view
+                        }
+                    },
+                    None => None,
+                }
+            }
+            EventKind::MessageCreated | EventKind::MessageUpdated => event
+                .message_id
+                .and_then(|id| messages.get(&id))
+                .filter(|m| m.workspace_id == event.workspace_id)
+                .and_then(|m| serde_json::to_value(MessageView::from(m)).ok()),
+            EventKind::ContactUpdated => match event.contact_id {
+                Some(id) => match contacts.get(&id) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let view = repo
+                            .contact(system, id)
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "cannot render a contact event");
+                                None
+                            })
+                            .and_then(|c| serde_json::to_value(ContactView::from(&c)).ok());
+                        contacts.insert(id, view.clone());
+                        view
+                    }
+                },
+                None => None,
+            },
+        };
+        rendered.push(state.and_then(|value| with_workspace(value, event.workspace_id)));
     }
+    rendered
+}
+
+fn with_workspace(value: serde_json::Value, workspace_id: WorkspaceId) -> Option<String> {
+    let serde_json::Value::Object(mut object) = value else {
+        return None;
+    };
+    object.insert(
+        "workspace_id".into(),
+        serde_json::Value::String(workspace_id.to_string()),
+    );
+    serde_json::to_string(&object).ok()
 }
 
 /// Query of `GET /api/events`.
@@ -304,14 +357,19 @@ impl ClientStream {
             .await
         {
             Ok(batch) if !batch.is_empty() => {
-                let mut frames = Vec::with_capacity(batch.len());
-                for logged in &batch {
-                    self.position = logged.position;
-                    if self.actor.sees_event(logged) {
-                        let data = render(&*self.repo, logged).await;
-                        frames.extend(frame(&self.actor, logged, data.as_deref()));
-                    }
+                if let Some(last) = batch.last() {
+                    self.position = last.position;
                 }
+                let visible: Vec<LoggedEvent> = batch
+                    .into_iter()
+                    .filter(|logged| self.actor.sees_event(logged))
+                    .collect();
+                let rendered = render_batch(&*self.repo, &visible).await;
+                let mut frames: Vec<SseEvent> = visible
+                    .iter()
+                    .zip(rendered)
+                    .filter_map(|(logged, data)| frame(&self.actor, logged, data.as_deref()))
+                    .collect();
                 frames.reverse();
                 self.pending = frames;
             }

@@ -795,6 +795,23 @@ macro_rules! impl_conversations {
                 row.map(Message::try_from).transpose()
             }
 
+            async fn messages_by_id(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+                let sql = format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({})",
+                    placeholders.join(", ")
+                );
+                let mut query = sqlx::query_as::<_, MessageRow>(&sql);
+                for id in ids {
+                    query = query.bind(id.as_uuid());
+                }
+                let rows = query.fetch_all(&self.read).await.map_err(from_sqlx)?;
+                rows.into_iter().map(Message::try_from).collect()
+            }
+
             async fn messages(
                 &self,
                 actor: Actor,

@@ -91,6 +91,14 @@ pub trait ConversationRepository: Send + Sync {
         id: MessageId,
     ) -> Result<Option<Message>, StoreError>;
 
+    /// Messages by id, in any order, skipping ids that do not exist: for rendering a batch of
+    /// events in one query. Each message carries its workspace; the caller matches it against
+    /// the event's.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn messages_by_id(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError>;
+
     /// Assigns the conversation to a member (`None`: to nobody) and appends
     /// `conversation.updated`, in one transaction.
     ///
