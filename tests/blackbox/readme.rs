@@ -10,7 +10,6 @@ use inbox_kapso::fake::FakeKapso;
 use inbox_tests::{Db, Deliveries, Server, TestEnv, binary};
 use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 /// The `sh` blocks of README.md, each as its logical lines (continuations joined, comments and
 /// blank lines dropped), in order.
