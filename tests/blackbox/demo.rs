@@ -17,6 +17,9 @@ async fn every_command_the_demo_prints_works() {
         .kill_on_drop(true)
         .spawn()
         .expect("start the demo");
+    // If an assertion fails, stop the demo with SIGTERM rather than kill_on_drop's SIGKILL, so
+    // it can stop the server it started instead of leaving it running.
+    let _stop = StopOnDrop(demo.id());
     let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
     let mut commands = Vec::new();
     let ready = tokio::time::timeout(Duration::from_secs(120), async {
@@ -93,4 +96,14 @@ async fn every_command_the_demo_prints_works() {
         .expect("the demo stops on SIGTERM")
         .expect("wait");
     assert!(status.success(), "the demo cleans up and exits 0");
+}
+
+struct StopOnDrop(Option<u32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
 }
