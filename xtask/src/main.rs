@@ -3,6 +3,9 @@
 //! - `ci`: everything CI checks, in the order CI checks it: formatting, clippy with warnings
 //!   denied, the domain's dependency boundary, and the whole test suite on SQLite and
 //!   PostgreSQL.
+//! - `bench`: the performance harness of PERFORMANCE.md (`cargo xtask bench --help`).
+
+mod bench;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -20,8 +23,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench::main(&args[1..]),
+        // The trivial server of the bench's HTTP ceiling, started by `bench` itself.
+        Some("bench-echo") => bench::echo(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench [--help]");
             bail!("unknown or missing command: {args:?}");
         }
     }
