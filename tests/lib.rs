@@ -1,6 +1,8 @@
 //! Support for black-box tests: run the real `inbox-api` and `inbox-webhook` binaries on a fresh
 //! database and a free port, drive the admin CLI, and talk HTTP to them.
 
+pub mod team;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -23,8 +25,9 @@ pub enum Db {
 /// A fixed key for tests, so admin commands and servers of one test share it.
 pub const TEST_SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
-/// The path of one of the workspace's binaries, built by `cargo test --workspace` next to the
-/// test executable (`target/<profile>/deps/..` -> `target/<profile>/`).
+/// The path of one of the workspace's binaries, next to the test executable
+/// (`target/<profile>/deps/..` -> `target/<profile>/`). `cargo xtask ci` builds them before the
+/// tests; `cargo test` alone does not build another package's binaries.
 ///
 /// # Panics
 /// When the binary was not built, with the command that builds it.
@@ -38,7 +41,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` so the binaries are built",
+        "{} is missing: run the suite with `cargo xtask ci`, or `cargo build --workspace --bins` first",
         path.display()
     );
     path
@@ -246,6 +249,31 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    ///
+    /// # Panics
+    /// When the process has already exited.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server is running")
+    }
+
+    /// The server's resident memory in KiB, from `/proc`.
+    ///
+    /// # Panics
+    /// When `/proc/<pid>/status` cannot be read.
+    #[must_use]
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
     /// `base_url` + `path`.
     #[must_use]
     pub fn url(&self, path: &str) -> String {
@@ -256,6 +284,18 @@ impl Server {
     #[must_use]
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits (bounded) until the server has logged a line containing `needle`.
+    pub async fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
     }
 
     /// Asks the server to stop (SIGTERM) and waits for it to exit.
@@ -297,4 +337,220 @@ macro_rules! on_both_databases {
             )*
         }
     };
+}
+
+/// One of Kapso's signed sample deliveries from `shared/fixtures/kapso`.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// Headers as Kapso sent them.
+    pub headers: Vec<(String, String)>,
+    /// The exact raw body.
+    pub body: String,
+}
+
+/// Reads a fixture by file stem, e.g. `v2-received-text`.
+///
+/// # Panics
+/// When the fixture is missing or malformed.
+#[must_use]
+pub fn fixture(name: &str) -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/kapso")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let json: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let headers = json["headers"]
+        .as_object()
+        .expect("fixture headers")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("header value").to_owned()))
+        .collect();
+    Fixture {
+        headers,
+        body: json["body"].as_str().expect("fixture body").to_owned(),
+    }
+}
+
+impl Fixture {
+    /// Posts the fixture, exactly as Kapso sent it, to a server's webhook.
+    pub async fn post(&self, http: &reqwest::Client, server: &Server) -> reqwest::Response {
+        let mut request = http
+            .post(server.url("/api/webhook/kapso"))
+            .body(self.body.clone());
+        for (key, value) in &self.headers {
+            request = request.header(key, value);
+        }
+        request.send().await.expect("post fixture")
+    }
+}
+
+/// Builds signed Kapso v2 deliveries for the test workspace (`phone_number_id`
+/// 123456789012345, webhook secret `wh_sec_test_123`), each with a fresh idempotency key.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    next: u64,
+}
+
+/// The test business number's Kapso id.
+pub const PHONE_NUMBER_ID: &str = "123456789012345";
+/// The test workspace's Kapso webhook secret.
+pub const WEBHOOK_SECRET: &str = "wh_sec_test_123";
+
+impl Deliveries {
+    /// A batch delivery of `count` inbound text messages from `from` (WhatsApp digits).
+    pub fn inbound_batch(&mut self, from: &str, count: usize) -> Fixture {
+        let elements: Vec<Value> = (0..count)
+            .map(|_| {
+                self.next += 1;
+                let n = self.next;
+                serde_json::json!({
+                    "message": {
+                        "id": format!("wamid.TEST.{n}"),
+                        "timestamp": (1_730_000_000 + n).to_string(),
+                        "type": "text",
+                        "from": from,
+                        "text": {"body": format!("message {n}")},
+                        "kapso": {"direction": "inbound", "status": "received"}
+                    },
+                    "conversation": {"id": "conv_test", "phone_number": from, "phone_number_id": PHONE_NUMBER_ID},
+                    "phone_number_id": PHONE_NUMBER_ID
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "type": "whatsapp.message.received",
+            "batch": true,
+            "data": elements,
+            "batch_info": {"size": count}
+        })
+        .to_string();
+        let signature =
+            inbox_kapso::signature::sign_kapso(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        Fixture {
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Webhook-Event".into(), "whatsapp.message.received".into()),
+                ("X-Webhook-Signature".into(), signature),
+                (
+                    "X-Idempotency-Key".into(),
+                    format!("test-delivery-{}", self.next),
+                ),
+                ("X-Webhook-Batch".into(), "true".into()),
+            ],
+            body,
+        }
+    }
+}
+
+/// One Server-Sent Events frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseFrame {
+    /// `id:`, if any.
+    pub id: Option<String>,
+    /// `event:`.
+    pub event: String,
+    /// `data:` lines joined.
+    pub data: String,
+}
+
+/// A client of `GET /api/events` that reads frames as they come.
+#[derive(Debug)]
+pub struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+    /// Whether the server ended the stream.
+    pub ended: bool,
+}
+
+impl SseClient {
+    /// Connects; `resume` is sent as `Last-Event-ID`.
+    ///
+    /// # Panics
+    /// When the server does not answer 200 with `text/event-stream`.
+    pub async fn connect(
+        server: &Server,
+        workspace: &str,
+        token: &str,
+        resume: Option<&str>,
+    ) -> Self {
+        let mut request = reqwest::Client::new()
+            .get(server.url(&format!("/api/events?workspace={workspace}")))
+            .bearer_auth(token);
+        if let Some(id) = resume {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("connect to /api/events");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "event stream status"
+        );
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+            ended: false,
+        }
+    }
+
+    /// The next event frame (comments skipped), or `None` when the stream ends or `wait` passes.
+    pub async fn next(&mut self, wait: Duration) -> Option<SseFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(frame) = self.take_frame() {
+                return Some(frame);
+            }
+            if self.ended {
+                return None;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?;
+            match chunk {
+                Ok(Some(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(None) | Err(_) => self.ended = true,
+            }
+        }
+    }
+
+    fn take_frame(&mut self) -> Option<SseFrame> {
+        loop {
+            let end = self.buffer.find("\n\n")?;
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let mut frame = SseFrame {
+                id: None,
+                event: "message".into(),
+                data: String::new(),
+            };
+            let mut has_field = false;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    frame.id = Some(v.trim().to_owned());
+                    has_field = true;
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    frame.event = v.trim().to_owned();
+                    has_field = true;
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    if !frame.data.is_empty() {
+                        frame.data.push('\n');
+                    }
+                    frame.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    has_field = true;
+                }
+            }
+            if has_field {
+                return Some(frame);
+            }
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
+//! - `demo`: a working inbox with a fake Kapso and a day of deliveries, until Ctrl-C.
 //! - `ci`: everything CI checks, in the order CI checks it: formatting, clippy with warnings
 //!   denied, the domain's dependency boundary, and the whole test suite on SQLite and
 //!   PostgreSQL.
 //! - `bench`: the performance harness of PERFORMANCE.md (`cargo xtask bench --help`).
 
 mod bench;
+mod demo;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -26,8 +28,9 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::main(&args[1..]),
         // The trivial server of the bench's HTTP ceiling, started by `bench` itself.
         Some("bench-echo") => bench::echo(&args[1..]),
+        Some("demo") => demo::run(demo::DemoOptions::parse(&args[1..])?),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [--help]");
+            eprintln!("usage: cargo xtask ci | bench [--help] | demo [--listen ADDR]");
             bail!("unknown or missing command: {args:?}");
         }
     }
@@ -61,6 +64,12 @@ fn ci() -> anyhow::Result<()> {
     }
     println!("xtask: dependency boundary holds: inbox-domain uses none of {FORBIDDEN_IN_DOMAIN:?}");
 
+    // `cargo test` builds a package's binaries only for that package's own integration tests;
+    // the black-box suite in `tests/` runs `inbox-api` and `inbox-webhook`, so build them first.
+    step(
+        "binaries",
+        cargo(&["build", "--workspace", "--bins", "--all-features"]),
+    )?;
     let mut test = cargo(&["test", "--workspace", "--all-features"]);
     configure_postgres(&mut test)?;
     step("tests", test)

@@ -78,6 +78,24 @@ impl Caller {
             role: membership.role,
         })
     }
+
+    /// The caller as an actor in each workspace they belong to, for routes on one resource:
+    /// the resource is looked for in these workspaces only, so an id from a workspace the
+    /// caller is not in is simply not found (a 404, never a hint that it exists).
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn actors(&self, state: &AppState) -> Result<Vec<Actor>, ApiError> {
+        let memberships = state.repo.memberships_of(self.0.id).await?;
+        Ok(memberships
+            .into_iter()
+            .map(|m| Actor {
+                user_id: self.0.id,
+                workspace_id: m.workspace_id,
+                role: m.role,
+            })
+            .collect())
+    }
 }
 
 fn not_a_member() -> ApiError {

@@ -2,6 +2,8 @@
 //! repairs it. Every admin command prints what it did, or one JSON object with `--json`.
 
 use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +62,10 @@ pub struct ServeArgs {
         default_value = "https://api.kapso.ai"
     )]
     pub kapso_base_url: String,
+
+    /// Days of event log kept for clients resuming the live stream; older events are pruned.
+    #[arg(long, env = "INBOX_EVENT_RETENTION_DAYS", default_value_t = 7)]
+    pub event_retention_days: u32,
 
     /// Webhook receiver settings.
     #[command(flatten)]
@@ -243,7 +249,13 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     let key = core.secret_key()?;
     let listener = process::bind(&args.listen).await?;
     let repo = inbox_store::open(&core.database_url, &key).await?;
-    let mut app = crate::router(AppState { repo: repo.clone() });
+    let state = AppState::new(repo.clone());
+    let live = Arc::clone(&state.live);
+    crate::live::spawn_pruner(
+        repo.clone(),
+        Duration::from_secs(u64::from(args.event_retention_days) * 86_400),
+    );
+    let mut app = crate::router(state);
     if !args.no_webhook {
         // Merged beside the API's 1 MiB body limit, not under it: deliveries may be 3 MiB.
         let webhook = inbox_webhook::WebhookState::new(repo, args.webhook.settings());
@@ -251,7 +263,12 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     }
     let addr = listener.local_addr()?;
     process::announce("inbox-api", addr);
-    crate::serve(listener, app, process::shutdown_signal()).await?;
+    let shutdown = async move {
+        process::shutdown_signal().await;
+        // Open event streams would otherwise hold graceful shutdown forever.
+        live.shutdown();
+    };
+    crate::serve(listener, app, shutdown).await?;
     Ok(())
 }
 

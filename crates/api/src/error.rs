@@ -24,6 +24,9 @@ pub enum ApiError {
     /// Input that does not make valid values.
     #[error("{}", validation_message(.0))]
     Validation(Vec<ValidationError>),
+    /// The route exists but does not answer this method.
+    #[error("This route does not support this method.")]
+    MethodNotAllowed,
     /// A uniqueness rule refused the change.
     #[error("{message}")]
     Conflict {
@@ -72,6 +75,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

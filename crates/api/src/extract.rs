@@ -2,6 +2,7 @@
 //! Query and body types deny unknown fields, so a typo is a 422 instead of a silently wider
 //! filter.
 
+use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -34,7 +35,7 @@ where
             if inner.is_syntax() || inner.is_eof() {
                 ApiError::invalid("body", format!("is not valid JSON ({inner})"))
             } else {
-                field_error(&e.path().to_string(), &inner.to_string())
+                field_error(&e.path().to_string(), &inner.to_string(), "body")
             }
         })?;
         de.end()
@@ -59,11 +60,11 @@ where
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(Self)
-            .map_err(|e| field_error(&e.path().to_string(), &e.inner().to_string()))
+            .map_err(|e| field_error(&e.path().to_string(), &e.inner().to_string(), "query"))
     }
 }
 
-/// A path parameter; an id that is not a UUID is a 422 naming `id`.
+/// A path parameter; an id that is not a UUID is a 422 naming the parameter (`id`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiPath<T>(pub T);
 
@@ -79,25 +80,50 @@ where
             .await
             .map(|axum::extract::Path(value)| Self(value))
             .map_err(|rejection| match rejection {
-                PathRejection::FailedToDeserializePathParams(_) => {
-                    ApiError::invalid("id", "must be a UUID")
+                PathRejection::FailedToDeserializePathParams(e) => {
+                    let field = match e.kind() {
+                        ErrorKind::ParseErrorAtKey { key, .. }
+                        | ErrorKind::DeserializeError { key, .. }
+                        | ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                        _ => "id".to_owned(),
+                    };
+                    ApiError::invalid(field, "must be a UUID")
                 }
                 other => ApiError::Internal(other.body_text()),
             })
     }
 }
 
+/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value, for
+/// patches where `null` clears and absence leaves alone. Use with `#[serde(default)]`.
+///
+/// # Errors
+/// When the value is neither `null` nor a `T`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// Turns a serde error at `path` into a validation error naming the field. serde reports an
-/// unknown or missing field at its parent's path, with the name in backticks.
-fn field_error(path: &str, message: &str) -> ApiError {
-    let named = message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"));
+/// unknown, missing or repeated field at its parent's path, with the name in backticks; an error
+/// with no path at all is blamed on `whole` (the body or the query string).
+fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
+    let named = message.split('`').nth(1).filter(|_| {
+        ["unknown field", "missing field", "duplicate field"]
+            .iter()
+            .any(|prefix| message.starts_with(prefix))
+    });
     let field = match (named, path) {
         (Some(name), "." | "") => name.to_owned(),
+        // Some deserialisers (the query string's) already put the unknown key in the path.
+        (Some(name), path) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
         (Some(name), parent) => format!("{parent}.{name}"),
-        (None, "." | "") => "body".to_owned(),
+        (None, "." | "") => whole.to_owned(),
         (None, path) => path.to_owned(),
     };
     let message = message
@@ -124,17 +150,25 @@ mod tests {
         assert_eq!(
             field_of(field_error(
                 ".",
-                "unknown field `stauts`, expected one of `status`"
+                "unknown field `stauts`, expected one of `status`",
+                "body"
             )),
             "stauts"
         );
-        assert_eq!(field_of(field_error(".", "missing field `name`")), "name");
         assert_eq!(
-            field_of(field_error("template", "missing field `name`")),
+            field_of(field_error(".", "missing field `name`", "body")),
+            "name"
+        );
+        assert_eq!(
+            field_of(field_error("template", "missing field `name`", "body")),
             "template.name"
         );
         assert_eq!(
-            field_of(field_error("limit", "invalid digit found in string")),
+            field_of(field_error(
+                "limit",
+                "invalid digit found in string",
+                "query"
+            )),
             "limit"
         );
     }

@@ -5,13 +5,14 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::http::{Method, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use inbox_domain::ports::Repository;
@@ -32,6 +33,19 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     /// Every storage port.
     pub repo: Arc<dyn Repository>,
+    /// The process's reader of the event log, feeding every event stream.
+    pub live: Arc<live::LiveHub>,
+}
+
+impl AppState {
+    /// State over a repository, starting the live pump on the current runtime.
+    #[must_use]
+    pub fn new(repo: Arc<dyn Repository>) -> Self {
+        Self {
+            live: live::LiveHub::start(Arc::clone(&repo)),
+            repo,
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -41,7 +55,14 @@ pub struct AppState {
         description = "A multi-tenant WhatsApp shared inbox over Kapso. Every `/api/*` route except the webhook needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`."
     ),
     modifiers(&BearerAuth),
-    components(schemas(error::ErrorBody))
+    components(schemas(error::ErrorBody)),
+    paths(
+        routes::external::openapi_json,
+        routes::external::healthz,
+        routes::external::readyz,
+        routes::external::webhook_receive,
+        routes::external::webhook_handshake,
+    )
 )]
 struct ApiDoc;
 
@@ -58,8 +79,35 @@ impl Modify for BearerAuth {
 }
 
 /// The documented API routes, from which both the router and the OpenAPI document are built.
+/// (`/api/contacts/by-phone` and `/api/contacts/{id}` coexist: a literal segment always wins
+/// over a parameter.)
 fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(routes::me::me))
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::me::me))
+        .routes(routes!(
+            routes::workspaces::get_workspace,
+            routes::workspaces::patch_workspace
+        ))
+        .routes(routes!(routes::workspaces::members))
+        .routes(routes!(routes::conversations::list))
+        .routes(routes!(routes::conversations::counts))
+        .routes(routes!(routes::conversations::get))
+        .routes(routes!(routes::conversations::messages))
+        .routes(routes!(routes::conversations::assign))
+        .routes(routes!(
+            routes::conversations::handover,
+            routes::conversations::handover_state
+        ))
+        .routes(routes!(routes::conversations::read))
+        .routes(routes!(routes::conversations::set_status))
+        .routes(routes!(routes::contacts::list, routes::contacts::create))
+        .routes(routes!(routes::contacts::by_phone))
+        .routes(routes!(
+            routes::contacts::get,
+            routes::contacts::patch,
+            routes::contacts::delete
+        ))
+        .routes(routes!(live::events))
 }
 
 /// The OpenAPI 3.1 document of every API route, generated from the handlers' annotations.
@@ -81,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     .with_state(state.clone())
     .merge(inbox_webhook::health::router(state.repo))
@@ -89,6 +138,11 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(uri: Uri) -> ApiError {
     tracing::debug!(path = %uri.path(), "no such route");
     ApiError::NotFound("Route")
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    tracing::debug!(%method, path = %uri.path(), "method not allowed");
+    ApiError::MethodNotAllowed
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.

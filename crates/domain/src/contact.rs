@@ -3,7 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{ContactId, UserId, WorkspaceId};
+use crate::conversation::{AssigneeFilter, LeadStatusFilter, SearchText, TagFilter};
+use crate::ids::{ContactId, ConversationId, UserId, WorkspaceId};
+use crate::message::Message;
+use crate::page::{Cursor, Limit};
 use crate::phone::PhoneE164;
 use crate::timestamp::Timestamp;
 use crate::validation::ValidationError;
@@ -343,6 +346,50 @@ pub struct ContactPatch {
     /// Metadata (replaces the object).
     pub metadata: Option<Metadata>,
 }
+
+/// Where a contact list resumes: the `(activity_sort, id)` of the last contact returned, where
+/// `activity_sort` is `last_activity_at` in Unix milliseconds, 0 for never.
+pub type ContactCursor = Cursor<ContactId>;
+
+/// The contact list's filters, combined with AND (and with the caller's visibility).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactFilter {
+    /// Substring of the display name or phone.
+    pub q: Option<SearchText>,
+    /// Lead status, any of.
+    pub lead_status: Option<LeadStatusFilter>,
+    /// Tags, any of, case-insensitively.
+    pub tags: Option<TagFilter>,
+    /// The contact's assignee.
+    pub assigned_to: Option<AssigneeFilter>,
+}
+
+/// One request for a page of contacts, newest activity first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactQuery {
+    /// What to match.
+    pub filter: ContactFilter,
+    /// Page size.
+    pub limit: Limit,
+    /// Resume after this contact; `None` for the first page.
+    pub after: Option<ContactCursor>,
+}
+
+/// What a bot learns about a phone number: the contact, its conversation and recent messages.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContactLookup {
+    /// The contact.
+    pub contact: Contact,
+    /// Its conversation, if it has one.
+    pub conversation_id: Option<ConversationId>,
+    /// The WhatsApp time of the newest message either way, else `last_activity_at`.
+    pub last_interaction: Option<Timestamp>,
+    /// The 10 newest messages, newest first.
+    pub recent_messages: Vec<Message>,
+}
+
+/// How many messages [`ContactLookup::recent_messages`] holds at most.
+pub const LOOKUP_RECENT_MESSAGES: usize = 10;
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,9 @@
 
 use std::str::FromStr;
 
-use crate::contact::{LeadStatus, Tags};
+use crate::contact::{LeadStatus, Tag, Tags};
 use crate::ids::{ContactId, ConversationId, UserId, WorkspaceId};
+use crate::page::{Cursor, Limit};
 use crate::phone::PhoneE164;
 use crate::timestamp::Timestamp;
 use crate::validation::ValidationError;
@@ -122,5 +123,309 @@ impl Conversation {
     #[must_use]
     pub fn reply_window_open(&self, now: Timestamp) -> bool {
         self.reply_window_expires_at().is_some_and(|end| now < end)
+    }
+}
+
+/// Where a conversation list resumes: the `(sort_at, id)` of the last conversation returned.
+pub type ConversationCursor = Cursor<ConversationId>;
+
+/// The `assigned_to` filter of the lists: a conversation's (or, for contacts, a contact's) own
+/// assignee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Assigned to the caller.
+    Me,
+    /// Assigned to nobody.
+    Unassigned,
+    /// Assigned to this user.
+    User(UserId),
+}
+
+impl AssigneeFilter {
+    /// The assignee this filter asks for, `None` meaning "nobody", resolved for `me`.
+    #[must_use]
+    pub const fn resolve(self, me: UserId) -> Option<UserId> {
+        match self {
+            Self::Me => Some(me),
+            Self::Unassigned => None,
+            Self::User(id) => Some(id),
+        }
+    }
+}
+
+impl FromStr for AssigneeFilter {
+    type Err = ValidationError;
+
+    /// `me`, `unassigned` or a user id.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "me" => Ok(Self::Me),
+            "unassigned" => Ok(Self::Unassigned),
+            other => other.parse().map(Self::User).map_err(|_| {
+                ValidationError::new("assigned_to", "must be me, unassigned or a user id")
+            }),
+        }
+    }
+}
+
+/// The `status` filter: `open`, `closed` or `all` (no filter).
+///
+/// # Errors
+/// When `s` is none of those.
+pub fn parse_status_filter(s: &str) -> Result<Option<ConversationStatus>, ValidationError> {
+    match s {
+        "all" => Ok(None),
+        other => other
+            .parse()
+            .map(Some)
+            .map_err(|_| ValidationError::new("status", "must be open, closed or all")),
+    }
+}
+
+/// The `window` filter: whether the 24-hour reply window is open at the caller's `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyWindow {
+    /// `now < last_inbound_at + 24 h`.
+    Open,
+    /// Nothing ever received, or the window has passed.
+    Closed,
+}
+
+impl FromStr for ReplyWindow {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err(ValidationError::new("window", "must be open or closed")),
+        }
+    }
+}
+
+/// A set of lead statuses to match any of (`lead_status=hot,cold`), never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeadStatusFilter(Vec<LeadStatus>);
+
+impl LeadStatusFilter {
+    /// Parses a comma-separated list, dropping repeats.
+    ///
+    /// # Errors
+    /// When an item is not a lead status or the list is empty.
+    pub fn parse(list: &str) -> Result<Self, ValidationError> {
+        let mut statuses = Vec::new();
+        for item in list.split(',').map(str::trim) {
+            let status: LeadStatus = item.parse()?;
+            if !statuses.contains(&status) {
+                statuses.push(status);
+            }
+        }
+        Ok(Self(statuses))
+    }
+
+    /// A filter for exactly these statuses.
+    ///
+    /// # Errors
+    /// When `statuses` is empty.
+    pub fn of(statuses: &[LeadStatus]) -> Result<Self, ValidationError> {
+        let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        Self::parse(&names.join(","))
+    }
+
+    /// The statuses, without repeats.
+    #[must_use]
+    pub fn as_slice(&self) -> &[LeadStatus] {
+        &self.0
+    }
+}
+
+/// Tags to match any of, case-insensitively (`tags=vip,repeat`): 1..=10 keys, lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagFilter(Vec<String>);
+
+impl TagFilter {
+    /// Most tags one filter may name: each is one index walk.
+    pub const MAX: usize = 10;
+
+    /// Parses a comma-separated list, dropping case-insensitive repeats.
+    ///
+    /// # Errors
+    /// When a tag is invalid (empty, over 32 characters) or there are more than 10.
+    pub fn parse(list: &str) -> Result<Self, ValidationError> {
+        let mut keys: Vec<String> = Vec::new();
+        for item in list.split(',') {
+            let key = Tag::parse(item)?.key();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        if keys.len() > Self::MAX {
+            return Err(ValidationError::new(
+                "tags",
+                format!("at most {} tags per filter", Self::MAX),
+            ));
+        }
+        Ok(Self(keys))
+    }
+
+    /// The lower-cased tag keys, as `conversation_tags` stores them.
+    #[must_use]
+    pub fn keys(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// Text to find, case-insensitively, inside a contact's display name or phone: 1..=100
+/// characters after trimming, kept lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchText(String);
+
+impl SearchText {
+    /// Validates search text.
+    ///
+    /// # Errors
+    /// When the trimmed text is empty or longer than 100 characters.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let text = raw.trim();
+        if !(1..=100).contains(&text.chars().count()) {
+            return Err(ValidationError::new("q", "must be 1 to 100 characters"));
+        }
+        Ok(Self(text.to_lowercase()))
+    }
+
+    /// The lower-cased text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The conversation list's filters, combined with AND (and with the caller's visibility).
+/// `None` (or an absent list) means "no filter".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    /// `status`; `None` is `all`.
+    pub status: Option<ConversationStatus>,
+    /// The conversation's assignee.
+    pub assigned_to: Option<AssigneeFilter>,
+    /// The contact's lead status, any of.
+    pub lead_status: Option<LeadStatusFilter>,
+    /// The contact's tags, any of.
+    pub tags: Option<TagFilter>,
+    /// `true`: unread_count > 0; `false`: unread_count = 0.
+    pub unread: Option<bool>,
+    /// The 24-hour reply window at the query's `now`.
+    pub window: Option<ReplyWindow>,
+    /// The handover flag.
+    pub ai_paused: Option<bool>,
+    /// Substring of the contact's display name or phone.
+    pub q: Option<SearchText>,
+}
+
+/// One request for a page of conversations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationQuery {
+    /// What to match.
+    pub filter: ConversationFilter,
+    /// The instant the `window` filter is judged at (the caller's clock, so tests can pin it).
+    pub now: Timestamp,
+    /// Page size.
+    pub limit: Limit,
+    /// Resume after this conversation; `None` for the first page.
+    pub after: Option<ConversationCursor>,
+}
+
+/// Conversations by lead status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeadStatusCounts {
+    /// `new`.
+    pub new: i64,
+    /// `cold`.
+    pub cold: i64,
+    /// `hot`.
+    pub hot: i64,
+    /// `client`.
+    pub client: i64,
+}
+
+/// The inbox counters, all within the caller's visibility.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConversationCounts {
+    /// Every visible conversation.
+    pub all: i64,
+    /// Open ones.
+    pub open: i64,
+    /// With unread messages.
+    pub unread: i64,
+    /// Assigned to nobody.
+    pub unassigned: i64,
+    /// Assigned to the caller.
+    pub mine: i64,
+    /// Whose reply window is open at the given `now`.
+    pub window_open: i64,
+    /// By the contact's lead status.
+    pub by_lead_status: LeadStatusCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignee_filters() {
+        let me = UserId::new();
+        let other = UserId::new();
+        assert_eq!("me".parse::<AssigneeFilter>(), Ok(AssigneeFilter::Me));
+        assert_eq!(
+            "unassigned".parse::<AssigneeFilter>(),
+            Ok(AssigneeFilter::Unassigned)
+        );
+        assert_eq!(
+            other.to_string().parse::<AssigneeFilter>(),
+            Ok(AssigneeFilter::User(other))
+        );
+        assert!("someone".parse::<AssigneeFilter>().is_err());
+        assert_eq!(AssigneeFilter::Me.resolve(me), Some(me));
+        assert_eq!(AssigneeFilter::Unassigned.resolve(me), None);
+    }
+
+    #[test]
+    fn status_and_window_filters() {
+        assert_eq!(parse_status_filter("all"), Ok(None));
+        assert_eq!(
+            parse_status_filter("closed"),
+            Ok(Some(ConversationStatus::Closed))
+        );
+        assert!(parse_status_filter("pending").is_err());
+        assert_eq!("open".parse::<ReplyWindow>(), Ok(ReplyWindow::Open));
+        assert!("ajar".parse::<ReplyWindow>().is_err());
+    }
+
+    #[test]
+    fn lead_status_lists_dedupe_and_refuse_unknowns() {
+        let f = LeadStatusFilter::parse("hot, cold,hot").expect("valid");
+        assert_eq!(f.as_slice(), [LeadStatus::Hot, LeadStatus::Cold]);
+        assert!(LeadStatusFilter::parse("").is_err());
+        assert!(LeadStatusFilter::parse("hot,warm").is_err());
+        assert!(LeadStatusFilter::of(&[]).is_err());
+    }
+
+    #[test]
+    fn tag_filters_are_lower_cased_deduped_and_bounded() {
+        let f = TagFilter::parse("VIP,vip, Repeat").expect("valid");
+        assert_eq!(f.keys(), ["vip", "repeat"]);
+        assert!(TagFilter::parse("a,,b").is_err());
+        let eleven: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+        assert!(TagFilter::parse(&eleven.join(",")).is_err());
+    }
+
+    #[test]
+    fn search_text_is_trimmed_and_lower_cased() {
+        assert_eq!(
+            SearchText::parse("  BuDi ").map(|q| q.as_str().to_owned()),
+            Ok("budi".to_owned())
+        );
+        assert!(SearchText::parse("   ").is_err());
+        assert!(SearchText::parse(&"x".repeat(101)).is_err());
     }
 }

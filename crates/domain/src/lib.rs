@@ -11,6 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod ingest;
 pub mod message;
+pub mod page;
 pub mod phone;
 pub mod ports;
 pub mod timestamp;

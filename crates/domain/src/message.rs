@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::ids::{ConversationId, MessageId, UserId, WorkspaceId};
+use crate::page::Limit;
 use crate::timestamp::Timestamp;
 use crate::validation::ValidationError;
 
@@ -302,6 +303,36 @@ pub fn preview(kind: &MessageKind, text: Option<&str>) -> String {
         Some(t) => t.chars().take(PREVIEW_CHARS).collect(),
         None => kind.placeholder(),
     }
+}
+
+/// Which part of a thread to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadPosition {
+    /// The newest messages.
+    Newest,
+    /// The newest messages with a `seq` below this one (scrolling back).
+    Before(i64),
+    /// The oldest messages with a `seq` above this one (catching up).
+    After(i64),
+}
+
+/// One request for a page of a conversation's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadQuery {
+    /// Where to read.
+    pub position: ThreadPosition,
+    /// How many messages at most.
+    pub limit: Limit,
+}
+
+/// A page of a thread, always in ascending `seq` order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessagePage {
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+    /// Whether more messages lie beyond the page in the direction read: older ones for
+    /// `Newest` and `Before`, newer ones for `After`.
+    pub has_more: bool,
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ pub(crate) trait Dialect: sqlx::Database {
 
     /// Appends `event` on `conn`, which must be inside the transaction that made the change the
     /// event records, so that the log never shows a change that did not commit.
-    #[allow(dead_code)] // Called by the inbox port, which lands on its own branch.
     async fn append_event(
         conn: &mut Self::Connection,
         event: &NewEvent,

@@ -8,6 +8,8 @@
 
 pub mod bulk;
 mod changes;
+mod contacts;
+mod conversations;
 mod crypto;
 mod deliveries;
 mod error;
@@ -17,7 +19,9 @@ mod health;
 mod identity;
 mod ingest;
 pub mod postgres;
+mod query;
 mod rows;
+mod seed;
 pub mod sqlite;
 pub mod testing;
 mod workspaces;
@@ -69,7 +73,6 @@ impl<DB: sqlx::Database> Store<DB> {
 
     /// Commits a transaction that appended events, then tells readers of the log (in this
     /// process at once, in others by a coalesced notification). Every write port commits this way.
-    #[allow(dead_code)] // Called by the ingest and inbox ports, which land on their own branches.
     pub(crate) async fn commit_events(
         &self,
         tx: sqlx::Transaction<'_, DB>,

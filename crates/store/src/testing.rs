@@ -7,6 +7,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use uuid::Uuid;
 
+pub use crate::seed::{Seed, SeedConversation, SeedMessage, Seeded};
+
 /// The variable naming the PostgreSQL server tests may create databases on.
 pub const POSTGRES_URL_VAR: &str = "INBOX_TEST_DATABASE_URL";
 

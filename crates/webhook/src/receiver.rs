@@ -175,19 +175,28 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         );
     };
     let event = header_str(&headers, "x-webhook-event");
-    // Parsing is pure and writes nothing; it happens first only because the Kapso secret to
-    // verify with depends on the workspace the payload names.
-    let parsed = parse_delivery(event, &bytes);
-    let phone_number_id = match &parsed {
-        Ok(facts) => facts.phone_number_id.clone(),
-        Err(_) => peek_phone_number_id(&bytes),
-    };
-
-    match verify(&state, &headers, &bytes, phone_number_id.as_deref()).await {
+    // The Kapso secret to verify with depends on the workspace the payload names, so the
+    // business number is peeked at first; nothing is parsed further or written before the
+    // signature holds.
+    let peeked = peek_phone_number_id(&bytes);
+    match verify(&state, &headers, &bytes, peeked.as_deref()).await {
         Ok(true) => {}
-        Ok(false) => return unauthorized(),
+        Ok(false) => {
+            tracing::warn!(
+                phone_number_id = peeked.as_deref().unwrap_or("-"),
+                "webhook: refused a delivery whose signature does not verify; if it came from \
+                 Kapso, the webhook secret stored here differs from Kapso's: set it with \
+                 `inbox-api admin workspace set-kapso --workspace <slug> --phone-number-id <id> --webhook-secret -`"
+            );
+            return unauthorized();
+        }
         Err(e) => return store_failure(&e),
     }
+    let parsed = parse_delivery(event, &bytes);
+    let phone_number_id = match &parsed {
+        Ok(facts) => facts.phone_number_id.clone().or(peeked),
+        Err(_) => peeked,
+    };
 
     let delivery = NewDelivery {
         id: DeliveryId::new(),

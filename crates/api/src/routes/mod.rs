@@ -1,5 +1,10 @@
 //! The HTTP routes, one module per resource. Each handler parses, calls one use case or port,
 //! and renders.
 
+pub mod contacts;
+pub mod conversations;
+pub mod external;
 pub mod me;
+pub mod paging;
 pub mod views;
+pub mod workspaces;

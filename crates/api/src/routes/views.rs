@@ -42,7 +42,7 @@ pub struct WorkspaceRef {
 }
 
 /// A timestamp as the API writes it: RFC 3339 UTC with milliseconds.
-fn at(t: Timestamp) -> String {
+pub(crate) fn at(t: Timestamp) -> String {
     t.to_string()
 }
 

@@ -3,12 +3,20 @@
 //! Every method is scoped: anything that reads or changes tenant data takes the workspace it
 //! belongs to, so an adapter cannot forget the tenant filter.
 
+mod contacts;
+mod conversations;
 mod deliveries;
 mod events;
 mod identity;
 mod ingest;
 mod workspaces;
 
+pub use contacts::ContactRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use contacts::MockContactRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use conversations::MockConversationRepository;
+pub use conversations::{ActionError, ConversationRepository};
 pub use deliveries::DeliveryRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use deliveries::MockDeliveryRepository;
@@ -61,7 +69,14 @@ pub trait Health: Send + Sync {
 
 /// Every port, for binaries that hold one `Arc<dyn Repository>`.
 pub trait Repository:
-    WorkspaceRepository + IdentityRepository + IngestRepository + DeliveryRepository + EventLog + Health
+    WorkspaceRepository
+    + IdentityRepository
+    + IngestRepository
+    + DeliveryRepository
+    + EventLog
+    + ConversationRepository
+    + ContactRepository
+    + Health
 {
 }
 
@@ -71,6 +86,8 @@ impl<T> Repository for T where
         + IngestRepository
         + DeliveryRepository
         + EventLog
+        + ConversationRepository
+        + ContactRepository
         + Health
 {
 }

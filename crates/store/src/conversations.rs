@@ -1,0 +1,899 @@
+//! The conversations port: the inbox list and counters, one conversation, its thread, and the
+//! agent actions.
+//!
+//! # How the list stays a page's worth of index rows
+//!
+//! The list order is `sort_at DESC, id DESC` (`sort_at` = `last_message_at`, 0 when never
+//! messaged), and every filter that can drive the walk has an index `(workspace_id, <filter>,
+//! sort_at DESC, id DESC)`. One filter drives; the others are checked on the rows it visits.
+//! Any-of filters (several tags, several lead statuses) and a member's visibility ("assigned to
+//! me OR my contact") become one walk per value, each stopping after a page, merged by a
+//! `UNION` and cut to the page again: a few pages of index rows, whatever the depth.
+//!
+//! The driver, by selectivity:
+//! - members: their visibility. `assigned_to=me` is one walk of the assignee index; any other
+//!   `assigned_to` walks the contact-assignee index; otherwise two walks (conversation assigned
+//!   to me; contact assigned to me and conversation not). A member's set is their workload, so
+//!   the other filters (tags included) are checked on it.
+//! - owners and admins: tags (one walk of `conversation_tags` per tag), else `assigned_to`, else
+//!   `unread=true` (a partial index), else lead statuses (one walk each), else `ai_paused`, else
+//!   `status`, else the plain list index.
+//!
+//! `window=open` also bounds the walk by `sort_at > now - 24h`: the newest message is never
+//! older than the newest inbound one, so no open-window conversation lies below that bound.
+
+use async_trait::async_trait;
+use inbox_domain::contact::{LeadScore, LeadStatus, Tags};
+use inbox_domain::conversation::{
+    AssigneeFilter, ContactSummary, Conversation, ConversationCounts, ConversationQuery,
+    ConversationStatus, LeadStatusCounts, REPLY_WINDOW_HOURS, ReplyWindow,
+};
+use inbox_domain::event::{EventKind, NewEvent};
+use inbox_domain::message::{
+    DeliveryStatus, Direction, Media, Message, MessageError, MessageKind, MessagePage, SenderType,
+    ThreadPosition, ThreadQuery,
+};
+use inbox_domain::page::{Cursor, Page};
+use inbox_domain::phone::PhoneE164;
+use inbox_domain::ports::{ActionError, ConversationRepository, StoreError};
+use inbox_domain::user::{Actor, Visibility};
+use inbox_domain::{ContactId, ConversationId, MessageId, Timestamp, UserId, WorkspaceId};
+use sqlx::{Postgres, Sqlite};
+use uuid::Uuid;
+
+use crate::Store;
+use crate::error::from_sqlx;
+use crate::events::Dialect;
+use crate::query::{
+    Arg, ListDialect, START_ID, START_KEY, Sql, bind_all, bind_args, search_condition,
+};
+use crate::rows::corrupt;
+
+/// Columns of a conversation joined with its contact (`c`, `k`), as [`ConversationRow`] reads
+/// them.
+pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.workspace_id, c.status, c.ai_paused, \
+    c.assigned_to, c.unread_count, c.last_message_at, c.last_message_preview, c.last_inbound_at, \
+    c.kapso_conversation_id, c.created_at, c.updated_at, \
+    k.id AS contact_id, k.name AS contact_name, k.whatsapp_name, k.phone, k.bsuid, \
+    k.lead_status, k.lead_score, k.tags, k.assigned_to AS contact_assigned_to";
+
+/// A conversation joined with its contact.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConversationRow {
+    id: Uuid,
+    workspace_id: Uuid,
+    status: String,
+    ai_paused: bool,
+    assigned_to: Option<Uuid>,
+    unread_count: i32,
+    last_message_at: Option<i64>,
+    last_message_preview: Option<String>,
+    last_inbound_at: Option<i64>,
+    kapso_conversation_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    contact_id: Uuid,
+    contact_name: Option<String>,
+    whatsapp_name: Option<String>,
+    phone: Option<String>,
+    bsuid: Option<String>,
+    lead_status: String,
+    lead_score: i32,
+    tags: String,
+    contact_assigned_to: Option<Uuid>,
+}
+
+/// A list row: the conversation and the key the walk ordered it by.
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    page_key: i64,
+    #[sqlx(flatten)]
+    conversation: ConversationRow,
+}
+
+impl TryFrom<ConversationRow> for Conversation {
+    type Error = StoreError;
+
+    fn try_from(row: ConversationRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: ConversationId::from_uuid(row.id),
+            workspace_id: WorkspaceId::from_uuid(row.workspace_id),
+            status: row.status.parse().map_err(|e| corrupt("status", e))?,
+            ai_paused: row.ai_paused,
+            assigned_to: row.assigned_to.map(UserId::from_uuid),
+            unread_count: i64::from(row.unread_count),
+            last_message_at: row.last_message_at.map(Timestamp::from_millis),
+            last_message_preview: row.last_message_preview,
+            last_inbound_at: row.last_inbound_at.map(Timestamp::from_millis),
+            kapso_conversation_id: row.kapso_conversation_id,
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+            contact: ContactSummary {
+                id: ContactId::from_uuid(row.contact_id),
+                name: row.contact_name,
+                whatsapp_name: row.whatsapp_name,
+                phone: row.phone.map(PhoneE164::from_trusted),
+                bsuid: row.bsuid,
+                lead_status: lead_status(&row.lead_status)?,
+                lead_score: lead_score(row.lead_score)?.value(),
+                tags: tags_from_json(&row.tags)?,
+                assigned_to: row.contact_assigned_to.map(UserId::from_uuid),
+            },
+        })
+    }
+}
+
+pub(crate) fn lead_status(text: &str) -> Result<LeadStatus, StoreError> {
+    text.parse().map_err(|e| corrupt("lead_status", e))
+}
+
+pub(crate) fn lead_score(score: i32) -> Result<LeadScore, StoreError> {
+    LeadScore::new(i64::from(score)).map_err(|e| corrupt("lead_score", e))
+}
+
+/// Tags are stored as a JSON array of strings, as written.
+pub(crate) fn tags_from_json(text: &str) -> Result<Tags, StoreError> {
+    let raw: Vec<String> = serde_json::from_str(text).map_err(|e| corrupt("tags", e))?;
+    Tags::parse(&raw).map_err(|e| corrupt("tags", e))
+}
+
+pub(crate) fn tags_to_json(tags: &Tags) -> String {
+    serde_json::Value::from(
+        tags.as_slice()
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+/// Columns of `messages` as [`MessageRow`] reads them.
+pub(crate) const MESSAGE_COLUMNS: &str = "id, workspace_id, conversation_id, seq, direction, \
+    sender_type, sender_user_id, kind, text, media, reply_to_wamid, wamid, status, error, \
+    sent_at, created_at";
+
+/// A stored message. `media` and `error` are JSON objects with the field names of the API
+/// (`{url, mime_type, filename, size_bytes, provider_media_id}`, `{code, title, message}`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    id: Uuid,
+    workspace_id: Uuid,
+    conversation_id: Uuid,
+    seq: i64,
+    direction: String,
+    sender_type: String,
+    sender_user_id: Option<Uuid>,
+    kind: String,
+    text: Option<String>,
+    media: Option<String>,
+    reply_to_wamid: Option<String>,
+    wamid: Option<String>,
+    status: String,
+    error: Option<String>,
+    sent_at: i64,
+    created_at: i64,
+}
+
+fn json_object(what: &str, text: &str) -> Result<serde_json::Value, StoreError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| corrupt(what, e))?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(corrupt(what, "not a JSON object"))
+    }
+}
+
+fn text_field(value: &serde_json::Value, key: &str) -> Option<String> {
+    match value.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        let media = row
+            .media
+            .as_deref()
+            .map(|text| {
+                json_object("media", text).map(|m| Media {
+                    url: text_field(&m, "url"),
+                    mime_type: text_field(&m, "mime_type"),
+                    filename: text_field(&m, "filename"),
+                    size_bytes: m.get("size_bytes").and_then(serde_json::Value::as_i64),
+                    provider_media_id: text_field(&m, "provider_media_id"),
+                })
+            })
+            .transpose()?;
+        let error = row
+            .error
+            .as_deref()
+            .map(|text| {
+                json_object("error", text).map(|e| MessageError {
+                    code: text_field(&e, "code"),
+                    title: text_field(&e, "title"),
+                    message: text_field(&e, "message"),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            id: MessageId::from_uuid(row.id),
+            workspace_id: WorkspaceId::from_uuid(row.workspace_id),
+            conversation_id: ConversationId::from_uuid(row.conversation_id),
+            seq: row.seq,
+            direction: row
+                .direction
+                .parse::<Direction>()
+                .map_err(|e| corrupt("direction", e))?,
+            sender_type: row
+                .sender_type
+                .parse::<SenderType>()
+                .map_err(|e| corrupt("sender_type", e))?,
+            sender_user_id: row.sender_user_id.map(UserId::from_uuid),
+            kind: MessageKind::new(&row.kind),
+            text: row.text,
+            media,
+            reply_to_wamid: row.reply_to_wamid,
+            wamid: row.wamid,
+            status: row
+                .status
+                .parse::<DeliveryStatus>()
+                .map_err(|e| corrupt("status", e))?,
+            error,
+            sent_at: Timestamp::from_millis(row.sent_at),
+            created_at: Timestamp::from_millis(row.created_at),
+        })
+    }
+}
+
+/// The start of the reply window that is open at `now`: a window is open when the last inbound
+/// message is later than this.
+fn window_cut(now: Timestamp) -> i64 {
+    now.plus_hours(-REPLY_WINDOW_HOURS).as_millis()
+}
+
+/// One index walk of the list: which table and index it reads, and the equality condition that
+/// selects its range.
+struct Walk {
+    /// `conversation_tags` (for a tag) or `conversations`.
+    tag: Option<String>,
+    index: &'static str,
+    condition: Option<String>,
+}
+
+impl Walk {
+    fn conversations(index: &'static str, condition: Option<String>) -> Self {
+        Self {
+            tag: None,
+            index,
+            condition,
+        }
+    }
+}
+
+/// Builds the single statement that reads one page of the conversation list.
+fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
+    let filter = &query.filter;
+    let mut sql = Sql::default();
+    let ws = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
+    let (after_key, after_id) = query
+        .after
+        .map_or((START_KEY, START_ID), |c| (c.sort_key, c.id.as_uuid()));
+    let key = sql.arg(Arg::Int(after_key));
+    let id = sql.arg(Arg::Uuid(after_id));
+    // One row beyond the page says whether there is a next one.
+    let limit = sql.arg(Arg::Int(i64::from(query.limit.get()) + 1));
+
+    let mut residual: Vec<String> = Vec::new();
+    let mut tags_drive = false;
+    let mut assignee_drives = false;
+    let mut walks: Vec<Walk> = Vec::new();
+
+    let assignee = filter.assigned_to.map(|a| match a {
+        AssigneeFilter::User(u) if u == actor.user_id => AssigneeFilter::Me,
+        other => other,
+    });
+    let assignee_condition = |sql: &mut Sql, a: AssigneeFilter| match a.resolve(actor.user_id) {
+        Some(user) => format!("c.assigned_to = {}", sql.arg(Arg::Uuid(user.as_uuid()))),
+        None => "c.assigned_to IS NULL".to_owned(),
+    };
+
+    match actor.visibility() {
+        Visibility::AssignedTo(me) => {
+            let me_arg = sql.arg(Arg::Uuid(me.as_uuid()));
+            match assignee {
+                Some(AssigneeFilter::Me) => {
+                    walks.push(Walk::conversations(
+                        "conversations_assigned_idx",
+                        Some(format!("c.assigned_to = {me_arg}")),
+                    ));
+                }
+                Some(other) => {
+                    walks.push(Walk::conversations(
+                        "conversations_contact_assigned_idx",
+                        Some(format!("c.contact_assigned_to = {me_arg}")),
+                    ));
+                    residual.push(assignee_condition(&mut sql, other));
+                }
+                None => {
+                    walks.push(Walk::conversations(
+                        "conversations_assigned_idx",
+                        Some(format!("c.assigned_to = {me_arg}")),
+                    ));
+                    // Disjoint from the first walk, so the merge needs no de-duplication.
+                    walks.push(Walk::conversations(
+                        "conversations_contact_assigned_idx",
+                        Some(format!(
+                            "c.contact_assigned_to = {me_arg} \
+                             AND (c.assigned_to IS NULL OR c.assigned_to <> {me_arg})"
+                        )),
+                    ));
+                }
+            }
+            assignee_drives = true;
+        }
+        Visibility::All => {
+            if let Some(tags) = &filter.tags {
+                for tag in tags.keys() {
+                    walks.push(Walk {
+                        tag: Some(sql.arg(Arg::Text(tag.clone()))),
+                        index: "conversation_tags_list_idx",
+                        condition: None,
+                    });
+                }
+                tags_drive = true;
+            } else if let Some(a) = assignee {
+                let condition = assignee_condition(&mut sql, a);
+                walks.push(Walk::conversations(
+                    "conversations_assigned_idx",
+                    Some(condition),
+                ));
+                assignee_drives = true;
+            }
+        }
+    }
+
+    let mut unread_drives = false;
+    let mut lead_drives = false;
+    let mut paused_drives = false;
+    let mut status_drives = false;
+    if walks.is_empty() {
+        if filter.unread == Some(true) {
+            // Matches the partial index's own predicate, which is what lets it be used.
+            walks.push(Walk::conversations(
+                "conversations_unread_idx",
+                Some("c.unread_count > 0".into()),
+            ));
+            unread_drives = true;
+        } else if let Some(leads) = &filter.lead_status {
+            for status in leads.as_slice() {
+                let p = sql.arg(Arg::Text(status.as_str().into()));
+                walks.push(Walk::conversations(
+                    "conversations_lead_idx",
+                    Some(format!("c.lead_status = {p}")),
+                ));
+            }
+            lead_drives = true;
+        } else if let Some(paused) = filter.ai_paused {
+            let p = sql.arg(Arg::Bool(paused));
+            walks.push(Walk::conversations(
+                "conversations_paused_idx",
+                Some(format!("c.ai_paused = {p}")),
+            ));
+            paused_drives = true;
+        } else if let Some(status) = filter.status {
+            let p = sql.arg(Arg::Text(status.as_str().into()));
+            walks.push(Walk::conversations(
+                "conversations_status_idx",
+                Some(format!("c.status = {p}")),
+            ));
+            status_drives = true;
+        } else {
+            walks.push(Walk::conversations("conversations_list_idx", None));
+        }
+    }
+
+    // Every filter that does not drive is checked on the rows the walk visits.
+    if !assignee_drives {
+        if let Some(a) = assignee {
+            let condition = assignee_condition(&mut sql, a);
+            residual.push(condition);
+        }
+    }
+    if !tags_drive {
+        if let Some(tags) = &filter.tags {
+            let list = sql.list(tags.keys().iter().map(|t| Arg::Text(t.clone())));
+            // The tenant lets PostgreSQL probe the (workspace_id, tag, ...) index for a rare tag
+            // instead of scanning every tenant's tag rows.
+            residual.push(format!(
+                "EXISTS (SELECT 1 FROM conversation_tags t2 WHERE t2.conversation_id = c.id \
+                 AND t2.workspace_id = {ws} AND t2.tag IN ({list}))"
+            ));
+        }
+    }
+    if !lead_drives {
+        if let Some(leads) = &filter.lead_status {
+            let list = sql.list(
+                leads
+                    .as_slice()
+                    .iter()
+                    .map(|s| Arg::Text(s.as_str().into())),
+            );
+            residual.push(format!("c.lead_status IN ({list})"));
+        }
+    }
+    match filter.unread {
+        Some(true) if !unread_drives => residual.push("c.unread_count > 0".into()),
+        Some(false) => residual.push("c.unread_count = 0".into()),
+        _ => {}
+    }
+    if !paused_drives {
+        if let Some(paused) = filter.ai_paused {
+            let p = sql.arg(Arg::Bool(paused));
+            residual.push(format!("c.ai_paused = {p}"));
+        }
+    }
+    if !status_drives {
+        if let Some(status) = filter.status {
+            let p = sql.arg(Arg::Text(status.as_str().into()));
+            residual.push(format!("c.status = {p}"));
+        }
+    }
+    let mut walk_floor: Option<String> = None;
+    match filter.window {
+        Some(ReplyWindow::Open) => {
+            let cut = sql.arg(Arg::Int(window_cut(query.now)));
+            residual.push(format!("c.last_inbound_at > {cut}"));
+            walk_floor = Some(cut);
+        }
+        Some(ReplyWindow::Closed) => {
+            let cut = sql.arg(Arg::Int(window_cut(query.now)));
+            residual.push(format!(
+                "(c.last_inbound_at IS NULL OR c.last_inbound_at <= {cut})"
+            ));
+        }
+        None => {}
+    }
+    if let Some(q) = &filter.q {
+        // A correlated scalar subquery, which neither planner turns into a join: with a join,
+        // PostgreSQL underestimates the substring match and scans every contact of the tenant
+        // instead of walking the (often small) driving range in order.
+        let condition = search_condition(&mut sql, q.as_str());
+        residual.push(format!(
+            "COALESCE((SELECT {condition} FROM contacts k WHERE k.id = c.contact_id), FALSE)"
+        ));
+    }
+
+    let branches: Vec<String> = walks
+        .iter()
+        .map(|walk| {
+            let (from, sort, row_id, mut conditions) = match &walk.tag {
+                Some(tag) => (
+                    format!(
+                        "conversation_tags AS t{} JOIN conversations c ON c.id = t.conversation_id",
+                        D::indexed_by(walk.index)
+                    ),
+                    "t.sort_at",
+                    "t.conversation_id",
+                    vec![
+                        format!("t.workspace_id = {ws}"),
+                        format!("t.tag = {tag}"),
+                        format!("c.workspace_id = {ws}"),
+                    ],
+                ),
+                None => (
+                    format!("conversations AS c{}", D::indexed_by(walk.index)),
+                    "c.sort_at",
+                    "c.id",
+                    vec![format!("c.workspace_id = {ws}")],
+                ),
+            };
+            conditions.extend(walk.condition.clone());
+            // The keyset bound, written so that its first half is an index range on both
+            // backends.
+            conditions.push(format!("{sort} <= {key}"));
+            conditions.push(format!("({sort} < {key} OR {row_id} < {id})"));
+            if let Some(floor) = &walk_floor {
+                conditions.push(format!("{sort} > {floor}"));
+            }
+            conditions.extend(residual.iter().cloned());
+            format!(
+                "SELECT {sort} AS sort_at, {row_id} AS id FROM {from} WHERE {} \
+                 ORDER BY {sort} DESC, {row_id} DESC LIMIT {limit}",
+                conditions.join(" AND ")
+            )
+        })
+        .collect();
+
+    let page = if branches.len() == 1 {
+        branches.concat()
+    } else {
+        // Walks of several tags may meet the same conversation; the others are disjoint.
+        let union = if tags_drive { " UNION " } else { " UNION ALL " };
+        let parts: Vec<String> = branches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("SELECT sort_at, id FROM ({b}) AS w{i}"))
+            .collect();
+        format!(
+            "SELECT sort_at, id FROM ({}) AS u ORDER BY sort_at DESC, id DESC LIMIT {limit}",
+            parts.join(union)
+        )
+    };
+    sql.text = format!(
+        "WITH page AS ({page}) \
+         SELECT p.sort_at AS page_key, {CONVERSATION_COLUMNS} \
+         FROM page p JOIN conversations c ON c.id = p.id JOIN contacts k ON k.id = c.contact_id \
+         ORDER BY p.sort_at DESC, p.id DESC"
+    );
+    sql
+}
+
+/// The counters in one pass over the actor's visible conversations.
+fn counts_sql(actor: &Actor, now: Timestamp) -> Sql {
+    let mut sql = Sql::default();
+    let ws = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
+    let me = sql.arg(Arg::Uuid(actor.user_id.as_uuid()));
+    let cut = sql.arg(Arg::Int(window_cut(now)));
+    let visible = match actor.visibility() {
+        Visibility::All => String::new(),
+        Visibility::AssignedTo(_) => {
+            format!(" AND (c.assigned_to = {me} OR c.contact_assigned_to = {me})")
+        }
+    };
+    sql.text = format!(
+        "SELECT COUNT(*) AS n_all, \
+           COUNT(*) FILTER (WHERE c.status = 'open') AS n_open, \
+           COUNT(*) FILTER (WHERE c.unread_count > 0) AS n_unread, \
+           COUNT(*) FILTER (WHERE c.assigned_to IS NULL) AS n_unassigned, \
+           COUNT(*) FILTER (WHERE c.assigned_to = {me}) AS n_mine, \
+           COUNT(*) FILTER (WHERE c.last_inbound_at > {cut}) AS n_window_open, \
+           COUNT(*) FILTER (WHERE c.lead_status = 'new') AS n_new, \
+           COUNT(*) FILTER (WHERE c.lead_status = 'cold') AS n_cold, \
+           COUNT(*) FILTER (WHERE c.lead_status = 'hot') AS n_hot, \
+           COUNT(*) FILTER (WHERE c.lead_status = 'client') AS n_client \
+         FROM conversations c WHERE c.workspace_id = {ws}{visible}"
+    );
+    sql
+}
+
+#[derive(sqlx::FromRow)]
+struct CountsRow {
+    n_all: i64,
+    n_open: i64,
+    n_unread: i64,
+    n_unassigned: i64,
+    n_mine: i64,
+    n_window_open: i64,
+    n_new: i64,
+    n_cold: i64,
+    n_hot: i64,
+    n_client: i64,
+}
+
+impl From<CountsRow> for ConversationCounts {
+    fn from(row: CountsRow) -> Self {
+        Self {
+            all: row.n_all,
+            open: row.n_open,
+            unread: row.n_unread,
+            unassigned: row.n_unassigned,
+            mine: row.n_mine,
+            window_open: row.n_window_open,
+            by_lead_status: LeadStatusCounts {
+                new: row.n_new,
+                cold: row.n_cold,
+                hot: row.n_hot,
+                client: row.n_client,
+            },
+        }
+    }
+}
+
+/// A conversation's assignments, for visibility checks by id.
+#[derive(sqlx::FromRow)]
+struct AssignmentRow {
+    contact_id: Uuid,
+    assigned_to: Option<Uuid>,
+    contact_assigned_to: Option<Uuid>,
+}
+
+impl AssignmentRow {
+    fn visible_to(&self, actor: &Actor) -> bool {
+        actor.sees_conversation(
+            self.assigned_to.map(UserId::from_uuid),
+            self.contact_assigned_to.map(UserId::from_uuid),
+        )
+    }
+}
+
+/// A conversation change an action makes.
+enum Change {
+    Assign(Option<UserId>),
+    AiPaused(bool),
+    Read,
+    Status(ConversationStatus),
+}
+
+macro_rules! impl_conversations {
+    ($db:ty) => {
+        impl Store<$db> {
+            /// Reads a conversation by id in the actor's workspace, ignoring visibility.
+            async fn conversation_row(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                workspace_id: WorkspaceId,
+                id: ConversationId,
+            ) -> Result<Option<ConversationRow>, StoreError> {
+                sqlx::query_as(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+                     JOIN contacts k ON k.id = c.contact_id \
+                     WHERE c.id = $1 AND c.workspace_id = $2"
+                ))
+                .bind(id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .fetch_optional(conn)
+                .await
+                .map_err(from_sqlx)
+            }
+
+            /// Applies an action in one transaction: checks that the conversation is there for
+            /// the actor, changes it, appends `conversation.updated`.
+            async fn change_conversation(
+                &self,
+                actor: Actor,
+                id: ConversationId,
+                change: Change,
+            ) -> Result<Conversation, ActionError> {
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let assignment: Option<AssignmentRow> = sqlx::query_as(
+                    "SELECT contact_id, assigned_to, contact_assigned_to FROM conversations \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(id.as_uuid())
+                .bind(actor.workspace_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                let Some(assignment) = assignment.filter(|a| a.visible_to(&actor)) else {
+                    return Err(StoreError::NotFound.into());
+                };
+                let now = Timestamp::now().as_millis();
+                let mut sql = Sql::default();
+                let id_arg = sql.arg(Arg::Uuid(id.as_uuid()));
+                let now_arg = sql.arg(Arg::Int(now));
+                let set = match change {
+                    Change::Assign(assignee) => {
+                        if !actor.may_assign_to(assignee) {
+                            return Err(ActionError::Forbidden);
+                        }
+                        match assignee {
+                            Some(user) => {
+                                let is_member: bool = sqlx::query_scalar(
+                                    "SELECT EXISTS (SELECT 1 FROM memberships \
+                                     WHERE workspace_id = $1 AND user_id = $2)",
+                                )
+                                .bind(actor.workspace_id.as_uuid())
+                                .bind(user.as_uuid())
+                                .fetch_one(&mut *tx)
+                                .await
+                                .map_err(from_sqlx)?;
+                                if !is_member {
+                                    return Err(ActionError::AssigneeNotMember);
+                                }
+                                format!("assigned_to = {}", sql.arg(Arg::Uuid(user.as_uuid())))
+                            }
+                            None => "assigned_to = NULL".to_owned(),
+                        }
+                    }
+                    Change::AiPaused(paused) => {
+                        format!("ai_paused = {}", sql.arg(Arg::Bool(paused)))
+                    }
+                    Change::Read => "unread_count = 0".to_owned(),
+                    Change::Status(status) => {
+                        format!("status = {}", sql.arg(Arg::Text(status.as_str().into())))
+                    }
+                };
+                sql.text = format!(
+                    "UPDATE conversations SET {set}, updated_at = {now_arg} WHERE id = {id_arg}"
+                );
+                bind_args(sqlx::query(&sql.text), sql.args)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                <$db as Dialect>::append_event(
+                    &mut *tx,
+                    &NewEvent {
+                        workspace_id: actor.workspace_id,
+                        kind: EventKind::ConversationUpdated,
+                        conversation_id: Some(id),
+                        contact_id: Some(ContactId::from_uuid(assignment.contact_id)),
+                        message_id: None,
+                    },
+                )
+                .await?;
+                let row = Self::conversation_row(&mut *tx, actor.workspace_id, id)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                self.commit_events(tx).await?;
+                Ok(Conversation::try_from(row)?)
+            }
+        }
+
+        #[async_trait]
+        impl ConversationRepository for Store<$db> {
+            async fn conversation(
+                &self,
+                actor: Actor,
+                id: ConversationId,
+            ) -> Result<Option<Conversation>, StoreError> {
+                let mut conn = self.read.acquire().await.map_err(from_sqlx)?;
+                let row = Self::conversation_row(&mut *conn, actor.workspace_id, id).await?;
+                row.map(Conversation::try_from)
+                    .transpose()
+                    .map(|c| {
+                        c.filter(|c| {
+                            actor.sees_conversation(c.assigned_to, c.contact.assigned_to)
+                        })
+                    })
+            }
+
+            async fn conversations(
+                &self,
+                actor: Actor,
+                query: ConversationQuery,
+            ) -> Result<Page<Conversation, ConversationId>, StoreError> {
+                let sql = list_sql::<$db>(&actor, &query);
+                let rows: Vec<ListRow> = bind_all(sqlx::query_as(&sql.text), sql.args)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(from_sqlx)?;
+                let limit = usize::from(query.limit.get());
+                let more = rows.len() > limit;
+                let mut items = Vec::with_capacity(limit.min(rows.len()));
+                let mut next = None;
+                for row in rows.into_iter().take(limit) {
+                    let key = row.page_key;
+                    let conversation = Conversation::try_from(row.conversation)?;
+                    next = Some(Cursor::new(key, conversation.id));
+                    items.push(conversation);
+                }
+                Ok(Page {
+                    items,
+                    next: next.filter(|_| more),
+                })
+            }
+
+            async fn conversation_counts(
+                &self,
+                actor: Actor,
+                now: Timestamp,
+            ) -> Result<ConversationCounts, StoreError> {
+                let sql = counts_sql(&actor, now);
+                let row: CountsRow = bind_all(sqlx::query_as(&sql.text), sql.args)
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(from_sqlx)?;
+                Ok(row.into())
+            }
+
+            async fn message(
+                &self,
+                workspace_id: WorkspaceId,
+                id: MessageId,
+            ) -> Result<Option<Message>, StoreError> {
+                let row: Option<MessageRow> = sqlx::query_as(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND workspace_id = $2"
+                ))
+                .bind(id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(from_sqlx)?;
+                row.map(Message::try_from).transpose()
+            }
+
+            async fn messages(
+                &self,
+                actor: Actor,
+                conversation_id: ConversationId,
+                query: ThreadQuery,
+            ) -> Result<Option<MessagePage>, StoreError> {
+                let mut conn = self.read.acquire().await.map_err(from_sqlx)?;
+                let assignment: Option<AssignmentRow> = sqlx::query_as(
+                    "SELECT contact_id, assigned_to, contact_assigned_to FROM conversations \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(conversation_id.as_uuid())
+                .bind(actor.workspace_id.as_uuid())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+                if !assignment.is_some_and(|a| a.visible_to(&actor)) {
+                    return Ok(None);
+                }
+                let limit = usize::from(query.limit.get());
+                let (condition, order, bound) = match query.position {
+                    ThreadPosition::Newest => ("seq < $2", "DESC", i64::MAX),
+                    ThreadPosition::Before(seq) => ("seq < $2", "DESC", seq),
+                    ThreadPosition::After(seq) => ("seq > $2", "ASC", seq),
+                };
+                let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE conversation_id = $1 AND {condition} ORDER BY seq {order} LIMIT $3"
+                ))
+                .bind(conversation_id.as_uuid())
+                .bind(bound)
+                .bind(i64::from(query.limit.get()) + 1)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+                let has_more = rows.len() > limit;
+                let mut messages = rows
+                    .into_iter()
+                    .take(limit)
+                    .map(Message::try_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if order == "DESC" {
+                    messages.reverse();
+                }
+                Ok(Some(MessagePage { messages, has_more }))
+            }
+
+            async fn assign_conversation(
+                &self,
+                actor: Actor,
+                id: ConversationId,
+                assignee: Option<UserId>,
+            ) -> Result<Conversation, ActionError> {
+                self.change_conversation(actor, id, Change::Assign(assignee))
+                    .await
+            }
+
+            async fn set_ai_paused(
+                &self,
+                actor: Actor,
+                id: ConversationId,
+                paused: bool,
+            ) -> Result<Conversation, StoreError> {
+                self.change_conversation(actor, id, Change::AiPaused(paused))
+                    .await
+                    .map_err(store_only)
+            }
+
+            async fn mark_read(
+                &self,
+                actor: Actor,
+                id: ConversationId,
+            ) -> Result<Conversation, StoreError> {
+                self.change_conversation(actor, id, Change::Read)
+                    .await
+                    .map_err(store_only)
+            }
+
+            async fn set_status(
+                &self,
+                actor: Actor,
+                id: ConversationId,
+                status: ConversationStatus,
+            ) -> Result<Conversation, StoreError> {
+                self.change_conversation(actor, id, Change::Status(status))
+                    .await
+                    .map_err(store_only)
+            }
+        }
+    };
+}
+
+/// Actions other than assigning cannot be forbidden or name an assignee.
+fn store_only(err: ActionError) -> StoreError {
+    match err {
+        ActionError::Store(e) => e,
+        other => StoreError::Internal(format!("unexpected action error: {other}")),
+    }
+}
+
+impl_conversations!(Sqlite);
+impl_conversations!(Postgres);

@@ -1,0 +1,530 @@
+//! Bad input gets its documented status and code, and a message naming the field.
+
+use inbox_tests::team::Api;
+use inbox_tests::{TestEnv, on_both_databases};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_databases!(
+    each_kind_of_bad_input_gets_its_code_and_names_the_field,
+    bodies_over_a_mebibyte_get_413_and_routes_answer_in_the_error_shape,
+);
+
+enum Body {
+    None,
+    Json(Value),
+    Raw(&'static str),
+}
+
+async fn each_kind_of_bad_input_gets_its_code_and_names_the_field(env: TestEnv) {
+    let direct = env.direct().await;
+    let team = direct.team("acme").await;
+    let bravo = direct.team("bravo").await;
+    let server = env.api(&[]).await;
+    let api = Api::new(&server);
+    let conversation = direct
+        .seed
+        .seed_conversations(
+            team.ws,
+            vec![inbox_store::testing::SeedConversation::new(
+                inbox_tests::team::contact(1, "Budi"),
+            )],
+        )
+        .await
+        .expect("seed")[0];
+    let c = format!("/api/conversations/{}", conversation.conversation_id);
+    let k = format!("/api/contacts/{}", conversation.contact_id);
+    let long = |n: usize| "x".repeat(n);
+    let new_contact = |extra: Value| {
+        let mut body = json!({"workspace": "acme", "phone": "081234567890"});
+        for (key, value) in extra.as_object().expect("object") {
+            body[key] = value.clone();
+        }
+        Body::Json(body)
+    };
+    let list = "/api/conversations?workspace=acme";
+
+    let cases: Vec<(Method, String, Body, &str)> = vec![
+        (
+            Method::GET,
+            format!("{list}&stauts=open"),
+            Body::None,
+            "stauts",
+        ),
+        (
+            Method::GET,
+            format!("{list}&cursor=garbage!"),
+            Body::None,
+            "cursor",
+        ),
+        (
+            Method::GET,
+            format!("{list}&cursor=MTIz"),
+            Body::None,
+            "cursor",
+        ),
+        (Method::GET, format!("{list}&limit=0"), Body::None, "limit"),
+        (
+            Method::GET,
+            format!("{list}&limit=201"),
+            Body::None,
+            "limit",
+        ),
+        (
+            Method::GET,
+            format!("{list}&limit=ten"),
+            Body::None,
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/api/conversations".into(),
+            Body::None,
+            "workspace",
+        ),
+        (
+            Method::GET,
+            format!("{list}&status=pending"),
+            Body::None,
+            "status",
+        ),
+        (
+            Method::GET,
+            format!("{list}&status=open&status=closed"),
+            Body::None,
+            "status",
+        ),
+        (
+            Method::GET,
+            format!("{list}&window=ajar"),
+            Body::None,
+            "window",
+        ),
+        (
+            Method::GET,
+            format!("{list}&unread=yes"),
+            Body::None,
+            "unread",
+        ),
+        (
+            Method::GET,
+            format!("{list}&ai_paused=2"),
+            Body::None,
+            "ai_paused",
+        ),
+        (
+            Method::GET,
+            format!("{list}&assigned_to=someone"),
+            Body::None,
+            "assigned_to",
+        ),
+        (
+            Method::GET,
+            format!("{list}&lead_status=warm"),
+            Body::None,
+            "lead_status",
+        ),
+        (Method::GET, format!("{list}&tags=a,,b"), Body::None, "tags"),
+        (
+            Method::GET,
+            format!("{list}&q={}", long(101)),
+            Body::None,
+            "q",
+        ),
+        (
+            Method::GET,
+            "/api/conversations/counts?workspace=acme&x=1".into(),
+            Body::None,
+            "x",
+        ),
+        (
+            Method::GET,
+            "/api/conversations/not-a-uuid".into(),
+            Body::None,
+            "id",
+        ),
+        (
+            Method::POST,
+            "/api/conversations/123/read".into(),
+            Body::None,
+            "id",
+        ),
+        (
+            Method::GET,
+            "/api/contacts/not-a-uuid".into(),
+            Body::None,
+            "id",
+        ),
+        (
+            Method::GET,
+            format!("{c}/messages?before=x"),
+            Body::None,
+            "before",
+        ),
+        (
+            Method::GET,
+            format!("{c}/messages?before=1&after=2"),
+            Body::None,
+            "after",
+        ),
+        (
+            Method::GET,
+            format!("{c}/messages?limit=0"),
+            Body::None,
+            "limit",
+        ),
+        (
+            Method::GET,
+            format!("{c}/messages?page=2"),
+            Body::None,
+            "page",
+        ),
+        (
+            Method::POST,
+            format!("{c}/assign"),
+            Body::Json(json!({"assigned_to": "nope"})),
+            "assigned_to",
+        ),
+        (
+            Method::POST,
+            format!("{c}/assign"),
+            Body::Json(json!({"assigned_to": null, "x": 1})),
+            "x",
+        ),
+        (
+            Method::POST,
+            format!("{c}/status"),
+            Body::Json(json!({"status": "pending"})),
+            "status",
+        ),
+        (
+            Method::POST,
+            format!("{c}/status"),
+            Body::Json(json!({"status": 1})),
+            "status",
+        ),
+        (
+            Method::POST,
+            format!("{c}/handover"),
+            Body::Json(json!({"ai_paused": "yes"})),
+            "ai_paused",
+        ),
+        (
+            Method::POST,
+            format!("{c}/handover"),
+            Body::Json(json!({})),
+            "ai_paused",
+        ),
+        (
+            Method::POST,
+            format!("{c}/handover"),
+            Body::Raw("{\"ai_paused\": tru"),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            Body::Raw("{\"workspace\":"),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            Body::Raw("[]"),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"phone": "hello"})),
+            "phone",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"phone": "0812"})),
+            "phone",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            Body::Json(json!({"workspace": "acme"})),
+            "phone",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"nmae": "Budi"})),
+            "nmae",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"lead_score": "high"})),
+            "lead_score",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"lead_score": 101})),
+            "lead_score",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"lead_status": "warm"})),
+            "lead_status",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"name": long(201)})),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"email": "nope"})),
+            "email",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"tags": [long(33)]})),
+            "tags[0]",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"tags": "vip"})),
+            "tags",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"metadata": [1]})),
+            "metadata",
+        ),
+        (
+            Method::POST,
+            "/api/contacts".into(),
+            new_contact(json!({"metadata": {"blob": long(17 * 1024)}})),
+            "metadata",
+        ),
+        (
+            Method::PATCH,
+            k.clone(),
+            Body::Json(json!({"phone": "081234567891"})),
+            "phone",
+        ),
+        (
+            Method::PATCH,
+            k.clone(),
+            Body::Json(json!({"workspace": "bravo"})),
+            "workspace",
+        ),
+        (
+            Method::PATCH,
+            k.clone(),
+            Body::Json(json!({"name": ""})),
+            "name",
+        ),
+        (
+            Method::PATCH,
+            k.clone(),
+            Body::Json(json!({"assigned_to": 5})),
+            "assigned_to",
+        ),
+        (
+            Method::GET,
+            "/api/contacts?workspace=acme&limit=201".into(),
+            Body::None,
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/api/contacts?workspace=acme&cursor=%%%".into(),
+            Body::None,
+            "cursor",
+        ),
+        (
+            Method::GET,
+            "/api/contacts?workspace=acme&sort=name".into(),
+            Body::None,
+            "sort",
+        ),
+        (
+            Method::GET,
+            "/api/contacts/by-phone?workspace=acme&phone=hello".into(),
+            Body::None,
+            "phone",
+        ),
+        (
+            Method::GET,
+            "/api/contacts/by-phone?workspace=acme".into(),
+            Body::None,
+            "phone",
+        ),
+        (
+            Method::PATCH,
+            "/api/workspaces/acme".into(),
+            Body::Json(json!({"name": long(101)})),
+            "name",
+        ),
+        (
+            Method::PATCH,
+            "/api/workspaces/acme".into(),
+            Body::Json(json!({"default_country": "XX"})),
+            "default_country",
+        ),
+        (
+            Method::PATCH,
+            "/api/workspaces/acme".into(),
+            Body::Json(json!({"kapso_phone_number_id": long(65)})),
+            "kapso_phone_number_id",
+        ),
+        (
+            Method::PATCH,
+            "/api/workspaces/acme".into(),
+            Body::Json(json!({"auto_create_contacts": "yes"})),
+            "auto_create_contacts",
+        ),
+        (
+            Method::PATCH,
+            "/api/workspaces/acme".into(),
+            Body::Json(json!({"slug": "x"})),
+            "slug",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let mut request = api.request(method.clone(), &path, Some(&team.owner.token));
+        request = match &body {
+            Body::None => request,
+            Body::Json(value) => request.json(value),
+            Body::Raw(text) => request
+                .header("content-type", "application/json")
+                .body(*text),
+        };
+        let (status, answer) = inbox_tests::team::read(request.send().await.expect("send")).await;
+        assert_eq!(status, 422, "{method} {path}: {answer}");
+        assert_eq!(
+            answer["error"]["code"], "validation_failed",
+            "{method} {path}"
+        );
+        assert_eq!(
+            answer["error"]["details"][0]["field"], field,
+            "{method} {path}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(field), "{method} {path}: {message}");
+    }
+
+    // A phone number id another workspace uses is a conflict; secrets are never echoed.
+    let patch = |token: String, body: Value| {
+        let api = api.clone();
+        async move {
+            api.call(
+                Method::PATCH,
+                "/api/workspaces/acme",
+                Some(&token),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/api/workspaces/bravo",
+            Some(&bravo.owner.token),
+            Some(&json!({"kapso_phone_number_id": "pn-1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = patch(
+        team.owner.token.clone(),
+        json!({"kapso_phone_number_id": "pn-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (409, json!("conflict")),
+        "{body}"
+    );
+    let (status, body) = patch(
+        team.owner.token.clone(),
+        json!({"kapso_api_key": "sk-very-secret", "webhook_secret": "whsec-hidden",
+               "default_country": "us", "auto_create_contacts": false, "name": "Acme Co"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["has_kapso_api_key"].clone(),
+            body["has_webhook_secret"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    assert_eq!(body["default_country"], "US");
+    assert_eq!(body["auto_create_contacts"], false);
+    assert_eq!(body["kapso_phone_number_id"], Value::Null);
+    let shown = api.get_ok("/api/workspaces/acme", &team.owner.token).await;
+    assert_eq!(shown, body);
+    assert!(
+        !shown.to_string().contains("sk-very-secret")
+            && !shown.to_string().contains("whsec-hidden")
+    );
+    let (status, body) = patch(team.owner.token.clone(), json!({"kapso_api_key": null})).await;
+    assert_eq!(
+        (status, body["has_kapso_api_key"].clone()),
+        (200, json!(false))
+    );
+}
+
+async fn bodies_over_a_mebibyte_get_413_and_routes_answer_in_the_error_shape(env: TestEnv) {
+    let direct = env.direct().await;
+    let team = direct.team("acme").await;
+    let server = env.api(&[]).await;
+    let api = Api::new(&server);
+    let huge = format!(
+        "{{\"workspace\": \"acme\", \"phone\": \"081234567890\", \"name\": \"{}\"}}",
+        "x".repeat(1024 * 1024 + 1)
+    );
+    let response = api
+        .request(Method::POST, "/api/contacts", Some(&team.owner.token))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("send");
+    let (status, body) = inbox_tests::team::read(response).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (413, json!("payload_too_large"))
+    );
+
+    for (method, path, status, code) in [
+        (
+            Method::DELETE,
+            "/api/conversations",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            Method::PUT,
+            "/api/contacts/by-phone",
+            405,
+            "method_not_allowed",
+        ),
+        (Method::GET, "/api/nothing-here", 404, "not_found"),
+        (Method::GET, "/api/contacts", 401, "unauthorized"),
+    ] {
+        let token = (status != 401).then_some(team.owner.token.as_str());
+        let (got, body) = api.call(method.clone(), path, token, None).await;
+        assert_eq!(
+            (got, body["error"]["code"].clone()),
+            (status, json!(code)),
+            "{method} {path}"
+        );
+    }
+}
