@@ -45,7 +45,14 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
     .await;
     println!(
         "  {} {} open {:.0}/s: p50 {:.2} p99 {:.2} max {:.2} ms, {} of {} 2xx",
-        m.scenario, m.name, m.rate, open.latency.p50, open.latency.p99, open.latency.max, open.ok, open.sent
+        m.scenario,
+        m.name,
+        m.rate,
+        open.latency.p50,
+        open.latency.p99,
+        open.latency.max,
+        open.ok,
+        open.sent
     );
     let mut peak = (0.0_f64, 0_usize);
     let mut closed = Vec::new();
@@ -81,7 +88,7 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
     }
     ctx.report.row(
         m.scenario,
-        format!("{} p99 at {:.0}/s", m.name, m.rate),
+        format!("{} p99 at {:.0}/s{}", m.name, m.rate, overload_note(&open)),
         open.latency.p99,
         "ms",
         Bar::AtMostMs(m.p99_bar),
@@ -97,7 +104,7 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
             Ceiling::Throughput(m.ceilings.clone()),
         );
     }
-    if open.ok < open.sent {
+    if open.ok < open.sent && !open.overloaded {
         ctx.report.violation(format!(
             "{} {}: {} of {} requests were not answered 2xx ({:?})",
             m.scenario,
@@ -110,6 +117,18 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
     Ok(json!({"open": open.json(), "closed": closed, "peak_concurrency": peak.1}))
 }
 
+/// Marks a latency figure measured while the server could not keep up with the rate.
+pub fn overload_note(run: &load::Run) -> String {
+    if run.overloaded {
+        format!(
+            " (overloaded: served {:.0}/s, a lower bound)",
+            run.throughput()
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn cursor_param(cursor: &str) -> String {
     form_urlencoded::byte_serialize(cursor.as_bytes()).collect()
 }
@@ -118,11 +137,15 @@ fn cursor_param(cursor: &str) -> String {
 pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
     let owner = ctx.data.owner.token.clone();
     let member = ctx.data.member.token.clone();
-    let base = ctx.url(&format!("/api/conversations?workspace={}", ctx.data.busy_slug));
+    let base = ctx.url(&format!(
+        "/api/conversations?workspace={}",
+        ctx.data.busy_slug
+    ));
     let probe = Request::get(base.clone(), &owner);
     let (status, first) = ctx.client.json(&probe).await.map_err(anyhow::Error::msg)?;
     if missing(status) {
-        ctx.report.skip("list", format!("route not available ({status})"));
+        ctx.report
+            .skip("list", format!("route not available ({status})"));
         return Ok(());
     }
     anyhow::ensure!(status == 200, "GET {base} answered {status}: {first}");
@@ -157,12 +180,12 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
     let member_id = ctx.data.member.id.to_string();
     let variants: Vec<(&str, String, String)> = vec![
         ("default", base.clone(), owner.clone()),
-        ("assigned_to=me", format!("{base}&assigned_to=me"), member.clone()),
         (
-            "tags=rare",
-            format!("{base}&tags={rare}"),
-            owner.clone(),
+            "assigned_to=me",
+            format!("{base}&assigned_to=me"),
+            member.clone(),
         ),
+        ("tags=rare", format!("{base}&tags={rare}"), owner.clone()),
         ("unread=true", format!("{base}&unread=true"), owner.clone()),
         (
             "page 20",
@@ -183,10 +206,15 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
                 .violation(format!("list {name}: answered {status}: {body}"));
             continue;
         }
-        let rows = body["conversations"].as_array().cloned().unwrap_or_default();
+        let rows = body["conversations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if rows.is_empty() || rows.len() > 50 {
-            ctx.report
-                .violation(format!("list {name}: {} conversations on a page", rows.len()));
+            ctx.report.violation(format!(
+                "list {name}: {} conversations on a page",
+                rows.len()
+            ));
         }
         let sorted = rows.windows(2).all(|w| {
             let key = |v: &Value| v["last_message_at"].as_str().unwrap_or("").to_owned();
@@ -200,9 +228,10 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
             .iter()
             .filter(|c| match *name {
                 "assigned_to=me" => c["assigned_to"].as_str() != Some(member_id.as_str()),
-                "tags=rare" => !c["contact"]["tags"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(rare)))),
+                "tags=rare" => !c["contact"]["tags"].as_array().is_some_and(|t| {
+                    t.iter()
+                        .any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(rare)))
+                }),
                 "unread=true" => c["unread_count"].as_i64().unwrap_or(0) <= 0,
                 _ => false,
             })
@@ -220,7 +249,11 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
         let request = Request::get(url, &token);
         let make: MakeRequest = Arc::new(move |_| request.clone());
         let concurrencies = if name == "default" {
-            if ctx.opts.quick { vec![4, 16] } else { vec![4, 16, 64] }
+            if ctx.opts.quick {
+                vec![4, 16]
+            } else {
+                vec![4, 16, 64]
+            }
         } else {
             vec![16]
         };
@@ -232,7 +265,11 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
                 rate,
                 p99_bar: 2.0,
                 concurrencies,
-                peak_bar: if ctx.opts.postgres() { Some(8_000.0) } else { None },
+                peak_bar: if ctx.opts.postgres() {
+                    Some(8_000.0)
+                } else {
+                    None
+                },
                 ceilings: vec!["http_peak", "db_list_qps"],
             },
             make,
@@ -281,10 +318,14 @@ pub async fn thread(ctx: &mut Ctx) -> anyhow::Result<()> {
     let ids = targets(ctx, false);
     let owner = ctx.data.owner.token.clone();
     let base = ctx.url("/api/conversations");
-    let probe = Request::get(format!("{base}/{}/messages?limit=50", pick(&ids, 0)), &owner);
+    let probe = Request::get(
+        format!("{base}/{}/messages?limit=50", pick(&ids, 0)),
+        &owner,
+    );
     let (status, body) = ctx.client.json(&probe).await.map_err(anyhow::Error::msg)?;
     if missing(status) {
-        ctx.report.skip("thread", format!("route not available ({status})"));
+        ctx.report
+            .skip("thread", format!("route not available ({status})"));
         return Ok(());
     }
     anyhow::ensure!(status == 200, "thread answered {status}: {body}");
@@ -301,7 +342,10 @@ pub async fn thread(ctx: &mut Ctx) -> anyhow::Result<()> {
     let make: MakeRequest = {
         let ids = Arc::clone(&ids);
         Arc::new(move |i| {
-            Request::get(format!("{base}/{}/messages?limit=50", pick(&ids, i)), &owner)
+            Request::get(
+                format!("{base}/{}/messages?limit=50", pick(&ids, i)),
+                &owner,
+            )
         })
     };
     let details = measure(
@@ -322,13 +366,16 @@ pub async fn thread(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the body of the `i`-th action request, given the member's user id.
+type ActionBody = fn(u64, &str) -> Value;
+
 /// `actions`: assign, handover and read on random conversations, as the owner.
 pub async fn actions(ctx: &mut Ctx) -> anyhow::Result<()> {
     let ids = targets(ctx, false);
     let owner = ctx.data.owner.token.clone();
     let member = ctx.data.member.id.to_string();
     let base = ctx.url("/api/conversations");
-    let kinds: [(&str, fn(u64, &str) -> Value); 3] = [
+    let kinds: [(&str, ActionBody); 3] = [
         ("assign", |i, member| {
             if i % 2 == 0 {
                 json!({"assigned_to": member})
@@ -426,7 +473,8 @@ pub async fn send(ctx: &mut Ctx) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     if missing(status) {
-        ctx.report.skip("send", format!("route not available ({status})"));
+        ctx.report
+            .skip("send", format!("route not available ({status})"));
         return Ok(());
     }
     if status != 201 {

@@ -75,6 +75,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         steps.push(run.json());
     }
     ctx.ingest_concurrency = peak.1;
+    ctx.ingest_peak = Some(peak.0);
     ctx.report.detail("ingest", "closed", json!(steps));
 
     // Latency at the bar's rate, open loop.
@@ -112,7 +113,10 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     );
     ctx.report.row(
         "ingest",
-        format!("ack p99 at {rate:.0}/s"),
+        format!(
+            "ack p99 at {rate:.0}/s{}",
+            super::http::overload_note(&open)
+        ),
         open.latency.p99,
         "ms",
         Bar::AtMostMs(ctx.per_db(5.0, 10.0)),
@@ -120,7 +124,10 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     );
     ctx.report.row(
         "ingest",
-        format!("ack p50 at {rate:.0}/s"),
+        format!(
+            "ack p50 at {rate:.0}/s{}",
+            super::http::overload_note(&open)
+        ),
         open.latency.p50,
         "ms",
         Bar::None,
@@ -177,7 +184,9 @@ async fn verify(
     let duplicates = stored.len() - stored_set.len();
     // A delivery can be stored without its ack reaching us (a transport error after commit);
     // that is not a violation, but is worth reporting.
-    let unacked_stored = stored_set.len().saturating_sub(acked_wamids.len() - missing);
+    let unacked_stored = stored_set
+        .len()
+        .saturating_sub(acked_wamids.len() - missing);
     if missing > 0 {
         ctx.report.violation(format!(
             "ingest: {missing} acknowledged deliveries have no stored message"
@@ -212,7 +221,8 @@ async fn verify(
     }
     // A second pass with new idempotency keys but the same wamids, as Kapso does when a batch
     // exhausts its retries and is re-sent one by one: dedupe by wamid must hold too.
-    let rekeyed: Arc<Vec<u64>> = Arc::new(acked.iter().copied().skip(5).step_by(step * 10).collect());
+    let rekeyed: Arc<Vec<u64>> =
+        Arc::new(acked.iter().copied().skip(5).step_by(step * 10).collect());
     let rekeyed_ok = if rekeyed.is_empty() {
         0
     } else {
@@ -293,7 +303,7 @@ async fn counts(probe: &Probe, ws: &Arg) -> anyhow::Result<(i64, i64, i64, i64)>
     let messages = probe
         .int(
             "SELECT COUNT(*) FROM messages WHERE workspace_id = $1",
-            &[ws.clone()],
+            std::slice::from_ref(ws),
         )
         .await?;
     let deliveries = probe
@@ -303,7 +313,7 @@ async fn counts(probe: &Probe, ws: &Arg) -> anyhow::Result<(i64, i64, i64, i64)>
     let seqs = probe
         .int(
             "SELECT CAST(COALESCE(SUM(last_seq), 0) AS BIGINT) FROM conversations WHERE workspace_id = $1",
-            &[ws.clone()],
+            std::slice::from_ref(ws),
         )
         .await?;
     Ok((messages, deliveries, events, seqs))

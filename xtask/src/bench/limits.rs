@@ -26,13 +26,22 @@ use super::servers::{SECRET_KEY, Server};
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     http_ceiling(ctx).await?;
     let seconds = if ctx.opts.quick { 1 } else { 5 };
-    let duration = Duration::from_secs(seconds);
+    let duration = if ctx.opts.quick {
+        Duration::from_millis(700)
+    } else {
+        Duration::from_secs(seconds)
+    };
     if ctx.opts.postgres() {
         pgbench_all(ctx, seconds).await?;
     } else {
         sqlite_all(ctx, duration).await?;
     }
-    let fsync = ctx.report.ceilings.get("fsync_p50_ms").copied().unwrap_or(0.0);
+    let fsync = ctx
+        .report
+        .ceilings
+        .get("fsync_p50_ms")
+        .copied()
+        .unwrap_or(0.0);
     if fsync > 0.0 {
         ctx.report.ceiling(
             "fsync_commits_per_s",
@@ -106,6 +115,9 @@ async fn http_ceiling(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 // ---- PostgreSQL: pgbench ----
 
+/// (pgbench turns every `:name` into a parameter, even inside string literals, so no literal
+/// here may contain a colon followed by a letter.)
+///
 /// The ingest transaction, statement for statement as the product runs it for an inbound text
 /// from a known customer (see `inbox-store`'s ingest port), with one timestamp for the whole
 /// transaction so the list invariants hold.
@@ -113,14 +125,14 @@ const PG_INGEST: &str = r#"\set i random(0, :n - 1)
 BEGIN;
 SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now, gen_random_uuid() AS did, gen_random_uuid() AS mid \gset
 SELECT id AS ws, auto_create_contacts FROM workspaces WHERE kapso_phone_number_id = :pnid \gset
-INSERT INTO webhook_deliveries (id, idempotency_key, event, workspace_id, phone_number_id, headers, body, received_at, outcome, error, processed_at, attempts) VALUES (:did, 'limit-' || :did, 'whatsapp.message.received', NULL, :pnid, '{"content-type":"application/json"}', convert_to(repeat('x', 900), 'UTF8'), :now, 'pending', NULL, NULL, 0) ON CONFLICT (idempotency_key) DO NOTHING;
-SELECT id AS cid, whatsapp_name, last_activity_at, last_contact_at, assigned_to, lead_status FROM contacts WHERE workspace_id = :ws AND (phone = :prefix || lpad(:i::text, 7, '0') OR bsuid = NULL) ORDER BY CASE WHEN phone = :prefix || lpad(:i::text, 7, '0') THEN 0 ELSE 1 END LIMIT 1 \gset
+INSERT INTO webhook_deliveries (id, idempotency_key, event, workspace_id, phone_number_id, headers, body, received_at, outcome, error, processed_at, attempts) VALUES (:did, 'limit-' || :did::text, 'whatsapp.message.received', NULL, :pnid, '{"content-type":"application/json"}', convert_to(repeat('x', 900), 'UTF8'), :now, 'pending', NULL, NULL, 0) ON CONFLICT (idempotency_key) DO NOTHING;
+SELECT id AS cid, whatsapp_name, last_activity_at, last_contact_at, assigned_to, lead_status FROM contacts WHERE workspace_id = :ws AND (phone = :prefix::text || lpad(:i::text, 7, '0') OR bsuid = NULL) ORDER BY CASE WHEN phone = :prefix::text || lpad(:i::text, 7, '0') THEN 0 ELSE 1 END LIMIT 1 \gset
 SELECT v.id AS vid, v.last_seq AS seq, v.unread_count AS unread FROM conversations v WHERE v.contact_id = :cid AND v.workspace_id = :ws FOR UPDATE OF v \gset
-SELECT pg_advisory_xact_lock(hashtextextended('wamid:' || :ws || ':wamid.limit.' || :mid, 0));
-DELETE FROM pending_statuses WHERE workspace_id = :ws AND wamid = 'wamid.limit.' || :mid RETURNING status, at, error;
-INSERT INTO messages (id, workspace_id, conversation_id, seq, direction, sender_type, kind, text, media, reply_to_wamid, wamid, status, error, raw, sent_at, created_at) VALUES (:mid, :ws, :vid, :seq + 1, 'inbound', 'contact', 'text', 'limit replay', NULL, NULL, 'wamid.limit.' || :mid, 'received', NULL, '{"id":"wamid","type":"text","text":{"body":"limit replay"},"kapso":{"direction":"inbound"}}', :now, :now) ON CONFLICT (workspace_id, wamid) DO NOTHING;
+SELECT pg_advisory_xact_lock(hashtextextended('wamid:' || :ws::text || ':' || 'wamid.limit.' || :mid::text, 0));
+DELETE FROM pending_statuses WHERE workspace_id = :ws AND wamid = 'wamid.limit.' || :mid::text RETURNING status, at, error;
+INSERT INTO messages (id, workspace_id, conversation_id, seq, direction, sender_type, kind, text, media, reply_to_wamid, wamid, status, error, raw, sent_at, created_at) VALUES (:mid, :ws, :vid, :seq::bigint + 1, 'inbound', 'contact', 'text', 'limit replay', NULL, NULL, 'wamid.limit.' || :mid::text, 'received', NULL, '{"id":"wamid","type":"text","text":{"body":"limit replay"},"kapso":{"direction":"inbound"}}', :now, :now) ON CONFLICT (workspace_id, wamid) DO NOTHING;
 UPDATE contacts SET whatsapp_name = 'Bench Customer', last_activity_at = :now, activity_sort = :now, last_contact_at = :now, updated_at = :now WHERE id = :cid AND workspace_id = :ws;
-UPDATE conversations SET status = 'open', unread_count = :unread + 1, last_message_at = :now, last_message_preview = 'limit replay', last_inbound_at = :now, sort_at = :now, last_seq = :seq + 1, updated_at = :now WHERE id = :vid AND workspace_id = :ws;
+UPDATE conversations SET status = 'open', unread_count = :unread::int + 1, last_message_at = :now, last_message_preview = 'limit replay', last_inbound_at = :now, sort_at = :now, last_seq = :seq::bigint + 1, updated_at = :now WHERE id = :vid AND workspace_id = :ws;
 UPDATE conversation_tags SET sort_at = :now WHERE conversation_id = :vid AND sort_at <> :now;
 INSERT INTO events (workspace_id, kind, conversation_id, contact_id, message_id, created_at) VALUES (:ws, 'message.created', :vid, :cid, :mid, :now), (:ws, 'conversation.updated', :vid, :cid, NULL, :now);
 UPDATE webhook_deliveries SET outcome = 'processed', error = NULL, workspace_id = COALESCE(:ws, workspace_id), processed_at = :now, attempts = attempts + 1 WHERE id = :did;
@@ -155,7 +167,11 @@ async fn pgbench_all(ctx: &mut Ctx, seconds: u64) -> anyhow::Result<()> {
         PG_INGEST,
         ctx.ingest_concurrency,
         seconds,
-        &[("n", &n), ("pnid", BUSY_PHONE_NUMBER_ID), ("prefix", PHONE_PREFIX)],
+        &[
+            ("n", &n),
+            ("pnid", BUSY_PHONE_NUMBER_ID),
+            ("prefix", PHONE_PREFIX),
+        ],
     )
     .await?;
     if let Some((tps, count)) = ingest {
@@ -170,7 +186,16 @@ async fn pgbench_all(ctx: &mut Ctx, seconds: u64) -> anyhow::Result<()> {
         );
     }
     let list = format!("{};\n", LIST_SQL.replace("$1", ":ws"));
-    if let Some((tps, _)) = pgbench(ctx, "list", &list, ctx.list_concurrency, seconds, &[("ws", &ws)]).await? {
+    if let Some((tps, _)) = pgbench(
+        ctx,
+        "list",
+        &list,
+        ctx.list_concurrency,
+        seconds,
+        &[("ws", &ws)],
+    )
+    .await?
+    {
         ctx.report.ceiling(
             "db_list_qps",
             tps,
@@ -185,7 +210,7 @@ async fn pgbench_all(ctx: &mut Ctx, seconds: u64) -> anyhow::Result<()> {
         THREAD_SQL.replace(
             "$1",
             "(SELECT v.id FROM conversations v JOIN contacts k ON k.id = v.contact_id \
-             WHERE k.workspace_id = :ws AND k.phone = :prefix || lpad(:i::text, 7, '0'))"
+             WHERE k.workspace_id = :ws AND k.phone = :prefix::text || lpad(:i::text, 7, '0'))"
         )
     );
     if let Some((tps, _)) = pgbench(
@@ -229,7 +254,12 @@ async fn pgbench(
     let mut command = tokio::process::Command::new("pgbench");
     command
         .args(["-n", "-M", "prepared", "-T", &seconds.to_string()])
-        .args(["-c", &clients.to_string(), "-j", &clients.min(2).to_string()])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+        ])
         .arg("-f")
         .arg(&path);
     for (key, value) in defines {
@@ -256,7 +286,10 @@ async fn pgbench(
     let tps = field("tps = ").unwrap_or(0.0);
     let count = field("number of transactions actually processed: ").unwrap_or(0.0) as u64;
     let latency = field("latency average = ").unwrap_or(0.0);
-    println!("  pgbench {name} c={clients}: {} tx/s, average {latency:.3} ms", thousands(tps));
+    println!(
+        "  pgbench {name} c={clients}: {} tx/s, average {latency:.3} ms",
+        thousands(tps)
+    );
     ctx.report.detail(
         "limits",
         &format!("pgbench_{name}"),
@@ -273,8 +306,14 @@ async fn sqlite_all(ctx: &mut Ctx, duration: Duration) -> anyhow::Result<()> {
     let store = inbox_store::sqlite::open(ctx.db.url(), &key).await?;
     let ws = ctx.data.busy.as_uuid();
     let phones: Arc<Vec<u32>> = Arc::new(ctx.data.conversations.iter().map(|c| c.index).collect());
-    let ids: Arc<Vec<Uuid>> =
-        Arc::new(ctx.data.conversations.iter().filter(|c| c.messages > 0).map(|c| c.id.as_uuid()).collect());
+    let ids: Arc<Vec<Uuid>> = Arc::new(
+        ctx.data
+            .conversations
+            .iter()
+            .filter(|c| c.messages > 0)
+            .map(|c| c.id.as_uuid())
+            .collect(),
+    );
 
     let write = store.write_pool().clone();
     let concurrency = ctx.ingest_concurrency;
@@ -284,7 +323,10 @@ async fn sqlite_all(ctx: &mut Ctx, duration: Duration) -> anyhow::Result<()> {
         async move { ingest_tx(&write, ws, &phones, n).await }
     })
     .await;
-    println!("  sqlite ingest tx c={concurrency}: {} tx/s ({errors} errors)", thousands(tps));
+    println!(
+        "  sqlite ingest tx c={concurrency}: {} tx/s ({errors} errors)",
+        thousands(tps)
+    );
     *ctx.added_messages.entry("limits").or_default() += count;
     ctx.report.ceiling(
         "db_ingest_tps",
@@ -292,7 +334,9 @@ async fn sqlite_all(ctx: &mut Ctx, duration: Duration) -> anyhow::Result<()> {
         format!("the ingest transaction in a tight sqlx loop on the product's writer, {concurrency} tasks (tx/s)"),
     );
     if errors > 0 {
-        ctx.report.violation(format!("limits: {errors} replayed ingest transactions failed"));
+        ctx.report.violation(format!(
+            "limits: {errors} replayed ingest transactions failed"
+        ));
     }
 
     let read = store.read_pool().clone();
@@ -300,11 +344,18 @@ async fn sqlite_all(ctx: &mut Ctx, duration: Duration) -> anyhow::Result<()> {
     let (qps, _, errors) = tight_loop(concurrency, duration, move |_| {
         let read = read.clone();
         async move {
-            sqlx::query(LIST_SQL).bind(ws).fetch_all(&read).await.map(drop)
+            sqlx::query(LIST_SQL)
+                .bind(ws)
+                .fetch_all(&read)
+                .await
+                .map(drop)
         }
     })
     .await;
-    println!("  sqlite list query c={concurrency}: {} q/s ({errors} errors)", thousands(qps));
+    println!(
+        "  sqlite list query c={concurrency}: {} q/s ({errors} errors)",
+        thousands(qps)
+    );
     ctx.report.ceiling(
         "db_list_qps",
         qps,
@@ -317,11 +368,18 @@ async fn sqlite_all(ctx: &mut Ctx, duration: Duration) -> anyhow::Result<()> {
         let ids = Arc::clone(&ids);
         async move {
             let id = ids[(super::kapso::mix(n) % ids.len().max(1) as u64) as usize];
-            sqlx::query(THREAD_SQL).bind(id).fetch_all(&read).await.map(drop)
+            sqlx::query(THREAD_SQL)
+                .bind(id)
+                .fetch_all(&read)
+                .await
+                .map(drop)
         }
     })
     .await;
-    println!("  sqlite thread query c=16: {} q/s ({errors} errors)", thousands(qps));
+    println!(
+        "  sqlite thread query c=16: {} q/s ({errors} errors)",
+        thousands(qps)
+    );
     ctx.report.ceiling(
         "db_thread_qps",
         qps,
@@ -469,11 +527,13 @@ async fn ingest_tx(
     .bind(seq + 1)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE conversation_tags SET sort_at = $2 WHERE conversation_id = $1 AND sort_at <> $2")
-        .bind(conversation)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE conversation_tags SET sort_at = $2 WHERE conversation_id = $1 AND sort_at <> $2",
+    )
+    .bind(conversation)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO events (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
          VALUES ($1, 'message.created', $2, $3, $4, $5), ($1, 'conversation.updated', $2, $3, NULL, $5)",

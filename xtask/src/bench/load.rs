@@ -213,7 +213,15 @@ pub struct Run {
     pub latency: Latency,
     /// Indexes of the requests answered 2xx, when asked for.
     pub acked: Vec<u64>,
+    /// Open loop: scheduling stopped early because more than [`MAX_BACKLOG`] of work was
+    /// queued; the latencies are then a lower bound of what the full schedule would have seen.
+    pub overloaded: bool,
 }
+
+/// An open-loop run stops scheduling once this much work (at its rate) is waiting: the server
+/// cannot keep up, latency only grows from there, and draining a longer queue would only
+/// lengthen the run.
+pub const MAX_BACKLOG: Duration = Duration::from_secs(2);
 
 impl Run {
     /// 2xx answers per second.
@@ -241,6 +249,7 @@ impl Run {
             "elapsed_s": round3(self.elapsed.as_secs_f64()),
             "throughput_per_s": round3(self.throughput()),
             "latency": self.latency.json(),
+            "overloaded": self.overloaded,
         })
     }
 }
@@ -315,11 +324,17 @@ pub async fn open_loop(
     let handle = tokio::runtime::Handle::current();
     let start = Instant::now() + Duration::from_millis(20);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let backlog_limit = (rate * MAX_BACKLOG.as_secs_f64()).max(64.0) as u64;
     let scheduler = {
         let client = client.clone();
         let recorder = Arc::clone(&recorder);
+        let completed = Arc::clone(&completed);
         std::thread::spawn(move || {
             for n in 0..total {
+                if n - completed.load(std::sync::atomic::Ordering::Relaxed) > backlog_limit {
+                    return n;
+                }
                 let intended = start + Duration::from_secs_f64(n as f64 / rate);
                 let now = Instant::now();
                 if intended > now {
@@ -330,6 +345,7 @@ pub async fn open_loop(
                 let limit = Arc::clone(&limit);
                 let make = Arc::clone(&make);
                 let done = done_tx.clone();
+                let completed = Arc::clone(&completed);
                 handle.spawn(async move {
                     let i = first_index + n;
                     let request = make(i);
@@ -341,14 +357,16 @@ pub async fn open_loop(
                     if let Ok(mut r) = recorder.lock() {
                         r.record(i, outcome, micros, keep_acked);
                     }
+                    completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     drop(done);
                 });
             }
+            total
         })
     };
     // Every task holds a sender; the channel closes when the scheduler and all tasks are done.
     while done_rx.recv().await.is_some() {}
-    let _ = scheduler.join();
+    let scheduled = scheduler.join().unwrap_or(total);
     let elapsed = start.elapsed();
     let recorder = take(recorder);
     recorder.finish(
@@ -356,11 +374,16 @@ pub async fn open_loop(
             mode: "open",
             rate: Some(rate),
             concurrency: max_in_flight,
-            sent: total,
+            sent: scheduled,
+            overloaded: scheduled < total,
             ..Run::default()
         },
         // Throughput of an open-loop run is the answered rate over the scheduled window.
-        elapsed.max(duration),
+        if scheduled < total {
+            elapsed
+        } else {
+            elapsed.max(duration)
+        },
     )
 }
 

@@ -83,7 +83,10 @@ fn workspace_root() -> PathBuf {
 /// would unify features and put the fake Kapso server into the product's binaries.
 fn build_release(root: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for packages in [&["-p", "inbox-api", "-p", "inbox-webhook"][..], &["-p", "xtask"][..]] {
+    for packages in [
+        &["-p", "inbox-api", "-p", "inbox-webhook"][..],
+        &["-p", "xtask"][..],
+    ] {
         println!("xtask: bench: cargo build --release {}", packages.join(" "));
         let status = Command::new(&cargo)
             .args(["build", "--release"])
@@ -127,6 +130,8 @@ pub struct Ctx {
     pub added_messages: std::collections::BTreeMap<&'static str, u64>,
     /// Concurrency at which ingest peaked (the replayed transaction runs at the same).
     pub ingest_concurrency: usize,
+    /// Acknowledged deliveries per second at the ingest peak, when measured.
+    pub ingest_peak: Option<f64>,
     /// Concurrency at which the list peaked.
     pub list_concurrency: usize,
     /// Open-loop rates used, for the trivial handler's floor latency at each.
@@ -138,7 +143,11 @@ pub struct Ctx {
 impl Ctx {
     /// A bar's number for this backend: (PostgreSQL, SQLite).
     pub fn per_db(&self, postgres: f64, sqlite: f64) -> f64 {
-        if self.opts.postgres() { postgres } else { sqlite }
+        if self.opts.postgres() {
+            postgres
+        } else {
+            sqlite
+        }
     }
 
     /// `base_url` + `path` of the API.
@@ -165,29 +174,44 @@ async fn run(opts: Options, root: PathBuf) -> anyhow::Result<()> {
     let out_dir = root.join("target/bench");
     let run_dir = out_dir.join(format!(
         "run-{}",
-        if opts.postgres() { "postgres" } else { "sqlite" }
+        if opts.postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     ));
     if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).with_context(|| format!("clearing {}", run_dir.display()))?;
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("clearing {}", run_dir.display()))?;
     }
     std::fs::create_dir_all(&run_dir)?;
     println!(
         "xtask: bench: {} scale {}{}, scenarios {}",
-        if opts.postgres() { "PostgreSQL" } else { "SQLite" },
+        if opts.postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         opts.scale.name(),
         if opts.quick { " (quick)" } else { "" },
         opts.scenarios.join(",")
     );
 
     let machine = machine::describe();
-    let fsync = machine::fsync_latency(&run_dir, Duration::from_millis(if opts.quick { 300 } else { 2_000 }))?;
+    let fsync = machine::fsync_latency(
+        &run_dir,
+        Duration::from_millis(if opts.quick { 300 } else { 2_000 }),
+    )?;
     println!(
         "xtask: bench: fsync of this disk: p50 {:.3} ms, p99 {:.3} ms",
         fsync.p50, fsync.p99
     );
 
     let db = Database::create(&opts.db, &run_dir).await?;
-    let outcome = run_on(&opts, &root, &out_dir, &run_dir, &db, machine, fsync, started).await;
+    let outcome = run_on(
+        &opts, &root, &out_dir, &run_dir, &db, machine, fsync, started,
+    )
+    .await;
     if let Err(e) = db.remove().await {
         eprintln!("xtask: bench: could not drop the run's database: {e:#}");
     }
@@ -241,6 +265,7 @@ async fn run_on(
             .map_or(0, |d| d.as_secs() as i64),
         added_messages: std::collections::BTreeMap::new(),
         ingest_concurrency: 16,
+        ingest_peak: None,
         list_concurrency: 16,
         rates: std::collections::BTreeSet::new(),
         tag: format!("{:08x}", rand::random::<u32>()),
@@ -287,11 +312,16 @@ async fn run_on(
     }
 
     let api_rss = machine::rss_mib(ctx.api.pid);
-    let Ctx { api, report, data, .. } = ctx;
+    let Ctx {
+        api, report, data, ..
+    } = ctx;
     api.stop().await;
 
     let mut header = Map::new();
-    header.insert("command".into(), json!(std::env::args().collect::<Vec<_>>()));
+    header.insert(
+        "command".into(),
+        json!(std::env::args().collect::<Vec<_>>()),
+    );
     header.insert("database".into(), json!(db.kind()));
     header.insert("quick".into(), json!(opts.quick));
     header.insert("machine".into(), machine);
@@ -336,14 +366,22 @@ fn growth(report: &mut Report, out_dir: &Path, kind: &str, scale: Scale) {
     if scale == Scale::K10 {
         return;
     }
-    let Some(now) = report.details.get("list").and_then(|l| l.pointer("/default/open/latency/p99_ms")).and_then(Value::as_f64) else {
+    let Some(now) = report
+        .details
+        .get("list")
+        .and_then(|l| l.pointer("/default/open/latency/p99_ms"))
+        .and_then(Value::as_f64)
+    else {
         return;
     };
     let small = out_dir.join(format!("report-{kind}-10k.json"));
     let Some(before) = std::fs::read_to_string(&small)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.pointer("/scenarios/list/default/open/latency/p99_ms").and_then(Value::as_f64))
+        .and_then(|v| {
+            v.pointer("/scenarios/list/default/open/latency/p99_ms")
+                .and_then(Value::as_f64)
+        })
     else {
         report.skip(
             "growth",

@@ -148,7 +148,7 @@ impl Options {
     /// Length of one open-loop latency measurement.
     pub fn open_duration(&self) -> Duration {
         if self.quick {
-            Duration::from_millis(1_500)
+            Duration::from_millis(1_000)
         } else {
             Duration::from_secs(8)
         }
@@ -157,7 +157,7 @@ impl Options {
     /// Length of one closed-loop step.
     pub fn closed_duration(&self) -> Duration {
         if self.quick {
-            Duration::from_millis(800)
+            Duration::from_millis(500)
         } else {
             Duration::from_secs(3)
         }

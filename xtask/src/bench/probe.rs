@@ -97,16 +97,15 @@ impl Probe {
         match self {
             Self::Sqlite(pool) => {
                 let text = format!("EXPLAIN QUERY PLAN {sql}");
-                let rows: Vec<(i64, i64, i64, String)> = bound!(sqlx::query_as(&text), args)
-                        .fetch_all(pool)
-                        .await?;
+                let rows: Vec<(i64, i64, i64, String)> =
+                    bound!(sqlx::query_as(&text), args).fetch_all(pool).await?;
                 Ok(rows.into_iter().map(|r| r.3).collect())
             }
             Self::Postgres(pool) => {
                 let text = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
                 let rows: Vec<String> = bound!(sqlx::query_scalar(&text), args)
-                .fetch_all(pool)
-                .await?;
+                    .fetch_all(pool)
+                    .await?;
                 Ok(rows)
             }
         }

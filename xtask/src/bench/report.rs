@@ -149,11 +149,7 @@ impl Report {
                     .iter()
                     .filter_map(|n| self.ceilings.get(*n).map(|v| (*n, *v)))
                     .collect();
-                match known
-                    .iter()
-                    .copied()
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                {
+                match known.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)) {
                     Some((name, limit)) if limit > 0.0 => (
                         Some(row.value / limit),
                         format!("{} {}/s", name, thousands(limit)),
@@ -238,7 +234,13 @@ impl Report {
             ]);
         }
         let widths: Vec<usize> = (0..7)
-            .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+            .map(|c| {
+                lines
+                    .iter()
+                    .map(|l| l[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         for (i, line) in lines.iter().enumerate() {

@@ -231,7 +231,9 @@ fn push(log: &Mutex<VecDeque<String>>, line: String) {
 }
 
 fn recent(log: &Mutex<VecDeque<String>>) -> Vec<String> {
-    log.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default()
+    log.lock()
+        .map(|l| l.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Serves `GET /` with a fixed small body on 127.0.0.1 and a free port: the HTTP ceiling.

@@ -59,7 +59,7 @@ pub async fn dataset(ctx: &mut Ctx) -> anyhow::Result<()> {
     let seeded_left = probe
         .int(
             "SELECT COUNT(*) FROM messages WHERE workspace_id = $1 AND wamid LIKE 'wamid.seed-busy.%'",
-            &[ws.clone()],
+            std::slice::from_ref(&ws),
         )
         .await?;
     if seeded_left != ctx.data.busy_messages as i64 {
@@ -69,7 +69,10 @@ pub async fn dataset(ctx: &mut Ctx) -> anyhow::Result<()> {
         ));
     }
     let elsewhere = probe
-        .int("SELECT COUNT(*) FROM messages WHERE workspace_id <> $1", &[ws.clone()])
+        .int(
+            "SELECT COUNT(*) FROM messages WHERE workspace_id <> $1",
+            std::slice::from_ref(&ws),
+        )
         .await?;
     if elsewhere != ctx.data.small_messages as i64 {
         ctx.report.violation(format!(
@@ -78,7 +81,10 @@ pub async fn dataset(ctx: &mut Ctx) -> anyhow::Result<()> {
         ));
     }
     let small_conversations = probe
-        .int("SELECT COUNT(*) FROM conversations WHERE workspace_id <> $1", &[ws.clone()])
+        .int(
+            "SELECT COUNT(*) FROM conversations WHERE workspace_id <> $1",
+            std::slice::from_ref(&ws),
+        )
         .await?;
     if small_conversations != ctx.data.small_conversations as i64 {
         ctx.report.violation(format!(
@@ -87,7 +93,10 @@ pub async fn dataset(ctx: &mut Ctx) -> anyhow::Result<()> {
         ));
     }
     let busy_messages = probe
-        .int("SELECT COUNT(*) FROM messages WHERE workspace_id = $1", &[ws.clone()])
+        .int(
+            "SELECT COUNT(*) FROM messages WHERE workspace_id = $1",
+            std::slice::from_ref(&ws),
+        )
         .await?;
     let added: u64 = ctx.added_messages.values().sum();
     checked.insert(
@@ -123,7 +132,7 @@ pub async fn dataset(ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
     ];
     for (name, sql) in plans {
-        match probe.explain(sql, &[ws.clone()]).await {
+        match probe.explain(sql, std::slice::from_ref(&ws)).await {
             Ok(plan) => ctx.report.detail("plans", name, json!(plan)),
             Err(e) => ctx.report.detail("plans", name, json!(format!("{e:#}"))),
         }
