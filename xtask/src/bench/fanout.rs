@@ -273,7 +273,12 @@ async fn measure(
     // Across processes: deliveries to inbox-webhook, events read by inbox-api's clients.
     let webhook = Server::start(&ctx.bin_dir.join("inbox-webhook"), &[], &ctx.server_env()).await?;
     let make = marked_deliveries(ctx, &webhook.base_url, format!("{}x", ctx.tag), epoch);
-    let cross_rate = 100.0;
+    // 100 deliveries/s, or less when ingest cannot take that (see above).
+    let cross_rate = ctx
+        .ingest_peak
+        .map_or(100.0, |peak| (peak * 0.6).min(100.0))
+        .round()
+        .max(5.0);
     let (run, latency, marked, _) =
         burst(ctx, seen, make, cross_rate, ctx.opts.open_duration(), 0).await;
     webhook.stop().await;

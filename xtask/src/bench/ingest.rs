@@ -60,6 +60,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             ctx.report.skip("ingest", "route not available (404)");
             return Ok(());
         }
+        anyhow::ensure!(
+            run.ok > 0 || run.errors == 0,
+            "no delivery was acknowledged at concurrency {concurrency}: {}",
+            run.first_error.as_deref().unwrap_or("?")
+        );
         next += run.sent + 1;
         acked.extend(&run.acked);
         let throughput = run.throughput();

@@ -25,6 +25,14 @@ use tokio::sync::Semaphore;
 /// Latencies are recorded in microseconds, from 1 us to 2 minutes, with 3 significant digits.
 const HIGHEST_US: u64 = 120_000_000;
 
+/// A request not answered this long after its intended start is given up: it is recorded as a
+/// timeout *and* at this latency, so percentiles still show it (as a lower bound), and an
+/// overloaded server cannot stretch a run without limit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The transport-error text of a request given up after [`REQUEST_TIMEOUT`].
+const TIMED_OUT: &str = "timed out";
+
 /// A pooled HTTP/1.1 keep-alive client: one connection per request in flight.
 #[derive(Clone)]
 pub struct Client {
@@ -207,6 +215,8 @@ pub struct Run {
     pub errors: u64,
     /// The first transport error, for the report.
     pub first_error: Option<String>,
+    /// Requests given up after [`REQUEST_TIMEOUT`] (also counted in `errors`).
+    pub timeouts: u64,
     /// Wall time.
     pub elapsed: Duration,
     /// Latency of 2xx answers.
@@ -245,6 +255,7 @@ impl Run {
             "ok": self.ok,
             "statuses": self.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "transport_errors": self.errors,
+            "timeouts": self.timeouts,
             "first_error": self.first_error,
             "elapsed_s": round3(self.elapsed.as_secs_f64()),
             "throughput_per_s": round3(self.throughput()),
@@ -260,6 +271,7 @@ struct Recorder {
     statuses: BTreeMap<u16, u64>,
     errors: u64,
     first_error: Option<String>,
+    timeouts: u64,
     ok: u64,
     acked: Vec<u64>,
 }
@@ -271,6 +283,7 @@ impl Recorder {
             statuses: BTreeMap::new(),
             errors: 0,
             first_error: None,
+            timeouts: 0,
             ok: 0,
             acked: Vec::new(),
         }
@@ -290,6 +303,10 @@ impl Recorder {
             }
             Err(e) => {
                 self.errors += 1;
+                if e == TIMED_OUT {
+                    self.timeouts += 1;
+                    let _ = self.histogram.record(micros.clamp(1, HIGHEST_US));
+                }
                 self.first_error.get_or_insert(e);
             }
         }
@@ -300,6 +317,7 @@ impl Recorder {
         run.statuses = self.statuses;
         run.errors = self.errors;
         run.first_error = self.first_error;
+        run.timeouts = self.timeouts;
         run.elapsed = elapsed;
         run.latency = Latency::of(&self.histogram);
         run.acked = self.acked;
@@ -349,10 +367,16 @@ pub async fn open_loop(
                 handle.spawn(async move {
                     let i = first_index + n;
                     let request = make(i);
-                    let outcome = match limit.acquire().await {
-                        Ok(_permit) => client.send(&request).await.map(|(status, _)| status),
-                        Err(_) => Err("semaphore closed".to_owned()),
+                    let attempt = async {
+                        match limit.acquire().await {
+                            Ok(_permit) => client.send(&request).await.map(|(status, _)| status),
+                            Err(_) => Err("semaphore closed".to_owned()),
+                        }
                     };
+                    let give_up = tokio::time::Instant::from_std(intended + REQUEST_TIMEOUT);
+                    let outcome = tokio::time::timeout_at(give_up, attempt)
+                        .await
+                        .unwrap_or_else(|_| Err(TIMED_OUT.to_owned()));
                     let micros = intended.elapsed().as_micros() as u64;
                     if let Ok(mut r) = recorder.lock() {
                         r.record(i, outcome, micros, keep_acked);
@@ -411,7 +435,7 @@ pub async fn closed_loop(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let request = make(i);
                 let sent = Instant::now();
-                let outcome = client.send(&request).await.map(|(status, _)| status);
+                let outcome = send_within(&client, &request).await;
                 let micros = sent.elapsed().as_micros() as u64;
                 if let Ok(mut r) = recorder.lock() {
                     r.record(i, outcome, micros, keep_acked);
@@ -434,6 +458,14 @@ pub async fn closed_loop(
         },
         elapsed,
     )
+}
+
+/// Sends, giving up after [`REQUEST_TIMEOUT`].
+async fn send_within(client: &Client, request: &Request) -> Result<u16, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, client.send(request))
+        .await
+        .unwrap_or_else(|_| Err(TIMED_OUT.to_owned()))
+        .map(|(status, _)| status)
 }
 
 fn take(recorder: Arc<Mutex<Recorder>>) -> Recorder {
@@ -471,7 +503,7 @@ pub async fn closed_loop_count(
                 }
                 let request = make(i);
                 let sent = Instant::now();
-                let outcome = client.send(&request).await.map(|(status, _)| status);
+                let outcome = send_within(&client, &request).await;
                 let micros = sent.elapsed().as_micros() as u64;
                 if let Ok(mut r) = recorder.lock() {
                     r.record(i, outcome, micros, false);
