@@ -351,3 +351,69 @@ fn all_conversations() -> inbox_domain::conversation::ConversationQuery {
         after: None,
     }
 }
+
+/// Scale-out: two `inbox-api` instances on one PostgreSQL; a change made through one reaches a
+/// stream served by the other (LISTEN/NOTIFY, then the shared log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_through_one_instance_reaches_a_stream_on_another() {
+    let Some(env) = TestEnv::new(inbox_tests::Db::Postgres, "two_instances").await else {
+        return;
+    };
+    let seeded = setup(&env).await;
+    let agent = str_field(
+        &env.admin(&["user", "create", "--name", "Agent"]).await,
+        "id",
+    );
+    env.admin(&[
+        "member",
+        "add",
+        "--workspace",
+        "acme",
+        "--user",
+        &agent,
+        "--role",
+        "admin",
+    ])
+    .await;
+    let a = env.api(&[]).await;
+    let b = env.api(&[]).await;
+    let http = reqwest::Client::new();
+    post(
+        &http,
+        &a,
+        &Deliveries::default().inbound_batch("6281234567890", 1),
+    )
+    .await;
+    let list: Value = http
+        .get(a.url("/api/conversations?workspace=acme"))
+        .bearer_auth(&seeded.token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let conversation = list["conversations"][0]["id"]
+        .as_str()
+        .expect("a conversation")
+        .to_owned();
+
+    let mut on_b = SseClient::connect(&b, "acme", &seeded.token, None).await;
+    let assigned = http
+        .post(a.url(&format!("/api/conversations/{conversation}/assign")))
+        .bearer_auth(&seeded.token)
+        .json(&serde_json::json!({"assigned_to": agent}))
+        .send()
+        .await
+        .expect("assign");
+    assert_eq!(assigned.status(), StatusCode::OK);
+    let sent = Instant::now();
+    let frame = next_of_kind(&mut on_b, "conversation.updated").await;
+    eprintln!(
+        "assignment on instance A to a stream on instance B: {:?}",
+        sent.elapsed()
+    );
+    let view = data(&frame);
+    assert_eq!(view["id"], conversation.as_str());
+    assert_eq!(view["assigned_to"], agent.as_str());
+}

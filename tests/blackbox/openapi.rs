@@ -14,6 +14,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/api/openapi.json"),
     ("get", "/api/me"),
+    ("post", "/api/messages/send"),
     ("get", "/api/workspaces/{workspace}"),
     ("patch", "/api/workspaces/{workspace}"),
     ("get", "/api/workspaces/{workspace}/members"),

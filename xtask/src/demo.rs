@@ -19,22 +19,32 @@ const WEBHOOK_SECRET: &str = "demo_webhook_secret";
 pub struct DemoOptions {
     /// Where `inbox-api` listens.
     pub listen: String,
+    /// A prebuilt `inbox-api` to run instead of building one (tests pass theirs).
+    pub binary: Option<std::path::PathBuf>,
 }
 
 impl DemoOptions {
-    /// Reads `--listen ADDR` (default `127.0.0.1:8080`).
+    /// Reads `--listen ADDR` (default `127.0.0.1:8080`) and `--binary PATH`.
     pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut listen = "127.0.0.1:8080".to_owned();
+        let mut options = Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            binary: None,
+        };
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
             match arg.as_str() {
-                "--listen" => listen = rest.next().context("--listen needs an address")?.clone(),
-                other => {
-                    bail!("unknown demo option {other} (usage: cargo xtask demo [--listen ADDR])")
+                "--listen" => {
+                    options.listen = rest.next().context("--listen needs an address")?.clone();
                 }
+                "--binary" => {
+                    options.binary = Some(rest.next().context("--binary needs a path")?.into());
+                }
+                other => bail!(
+                    "unknown demo option {other} (usage: cargo xtask demo [--listen ADDR] [--binary PATH])"
+                ),
             }
         }
-        Ok(Self { listen })
+        Ok(options)
     }
 }
 
@@ -47,13 +57,18 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
 }
 
 async fn demo(options: DemoOptions) -> anyhow::Result<()> {
-    println!("demo: building inbox-api ...");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "-p", "inbox-api"])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "building inbox-api failed");
-    let binary = target_dir()?.join("debug").join("inbox-api");
+    let binary = match options.binary {
+        Some(binary) => binary,
+        None => {
+            println!("demo: building inbox-api ...");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-q", "-p", "inbox-api"])
+                .status()
+                .await?;
+            anyhow::ensure!(status.success(), "building inbox-api failed");
+            target_dir()?.join("debug").join("inbox-api")
+        }
+    };
 
     let dir = tempfile::tempdir()?;
     let fake = FakeKapso::start().await;
@@ -168,6 +183,11 @@ async fn demo(options: DemoOptions) -> anyhow::Result<()> {
         );
     }
 
+    let failed = env.admin(&["deliveries", "list", "--failed"]).await?;
+    anyhow::ensure!(
+        failed["deliveries"].as_array().is_some_and(Vec::is_empty),
+        "some demo deliveries failed: {failed}"
+    );
     let list: Value = http
         .get(format!("{base_url}/api/conversations?workspace=demo"))
         .bearer_auth(&owner_token)

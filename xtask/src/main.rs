@@ -4,6 +4,9 @@
 //! - `ci`: everything CI checks, in the order CI checks it: formatting, clippy with warnings
 //!   denied, the domain's dependency boundary, and the whole test suite on SQLite and
 //!   PostgreSQL.
+//! - `fake-kapso [--listen 127.0.0.1:PORT]`: serves the local stand-in for Kapso's API (sends
+//!   answered with generated wamids, handover workflow calls) until Ctrl-C, for the demo and for
+//!   trying sends by hand with `INBOX_KAPSO_BASE_URL` pointed at it.
 //! - `bench`: the performance harness of PERFORMANCE.md (`cargo xtask bench --help`).
 
 mod bench;
@@ -29,11 +32,46 @@ fn main() -> anyhow::Result<()> {
         // The trivial server of the bench's HTTP ceiling, started by `bench` itself.
         Some("bench-echo") => bench::echo(&args[1..]),
         Some("demo") => demo::run(demo::DemoOptions::parse(&args[1..])?),
+        Some("fake-kapso") => fake_kapso(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | bench [--help] | demo [--listen ADDR]");
+            eprintln!(
+                "usage: cargo xtask ci | bench [--help] | demo [--listen ADDR] | fake-kapso [--listen 127.0.0.1:PORT]"
+            );
             bail!("unknown or missing command: {args:?}");
         }
     }
+}
+
+/// Where `fake-kapso` listens unless told otherwise.
+const FAKE_KAPSO_LISTEN: &str = "127.0.0.1:8090";
+
+fn fake_kapso(args: &[String]) -> anyhow::Result<()> {
+    let listen = match args {
+        [] => FAKE_KAPSO_LISTEN.to_owned(),
+        [flag, addr] if flag == "--listen" => addr.clone(),
+        [flag] if flag.starts_with("--listen=") => flag["--listen=".len()..].to_owned(),
+        other => bail!("usage: cargo xtask fake-kapso [--listen 127.0.0.1:PORT], got {other:?}"),
+    };
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("`{listen}` is not an address such as 127.0.0.1:8090"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let ctrl_c = async {
+            // Without a signal handler there is no clean way to stop; run until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        inbox_kapso::fake::run_standalone(addr, ctrl_c)
+            .await
+            .with_context(|| format!("binding {addr}"))
+    })?;
+    println!("Fake Kapso stopped.");
+    Ok(())
 }
 
 fn ci() -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use inbox_domain::delivery::DeliveryFilter;
 use inbox_domain::ingest::IngestOutcome;
 use inbox_domain::phone::CountryCode;
 use inbox_domain::ports::Repository;
+use inbox_domain::sending::Backoff;
 use inbox_domain::token::generate_token;
 use inbox_domain::user::{NewUser, Role};
 use inbox_domain::validation::text_len;
@@ -20,6 +21,7 @@ use inbox_webhook::process::{self, CoreSettings, WebhookArgs};
 use serde_json::json;
 
 use crate::AppState;
+use crate::sending::SendSettings;
 
 /// Inbox: a multi-tenant WhatsApp shared inbox over Kapso. Every flag can also be set by the
 /// environment variable shown beside it.
@@ -62,6 +64,32 @@ pub struct ServeArgs {
         default_value = "https://api.kapso.ai"
     )]
     pub kapso_base_url: String,
+
+    /// How long one Kapso request may take, in milliseconds, before it counts as a transient
+    /// failure and the send is retried in the background.
+    #[arg(long, env = "INBOX_KAPSO_TIMEOUT_MS", default_value_t = 10_000)]
+    pub kapso_timeout_ms: u64,
+
+    /// Sends per user per rolling minute, counted in the database across instances.
+    #[arg(long, env = "INBOX_SENDS_PER_MINUTE", default_value_t = inbox_domain::sending::DEFAULT_SENDS_PER_MINUTE)]
+    pub sends_per_minute: u32,
+
+    /// Delay before the first retry of a send that failed transiently, in milliseconds; it
+    /// doubles with each attempt (never less than Kapso's Retry-After).
+    #[arg(long, env = "INBOX_SEND_RETRY_BASE_MS", default_value_t = 2_000)]
+    pub send_retry_base_ms: u64,
+
+    /// Longest delay between two attempts of a send, in milliseconds.
+    #[arg(long, env = "INBOX_SEND_RETRY_MAX_MS", default_value_t = 300_000)]
+    pub send_retry_max_ms: u64,
+
+    /// Attempts after which a send that keeps failing transiently is marked failed.
+    #[arg(long, env = "INBOX_SEND_MAX_ATTEMPTS", default_value_t = 12)]
+    pub send_max_attempts: u32,
+
+    /// How often the outbox worker looks for sends due for a retry, in milliseconds.
+    #[arg(long, env = "INBOX_SEND_POLL_MS", default_value_t = 1_000)]
+    pub send_poll_ms: u64,
 
     /// Days of event log kept for clients resuming the live stream; older events are pruned.
     #[arg(long, env = "INBOX_EVENT_RETENTION_DAYS", default_value_t = 7)]
@@ -249,8 +277,27 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     let key = core.secret_key()?;
     let listener = process::bind(&args.listen).await?;
     let repo = inbox_store::open(&core.database_url, &key).await?;
-    let state = AppState::new(repo.clone());
+    let kapso_timeout = Duration::from_millis(args.kapso_timeout_ms.max(1));
+    let kapso = inbox_kapso::KapsoClient::new(&inbox_kapso::KapsoClientConfig {
+        base_url: args.kapso_base_url.clone(),
+        connect_timeout: kapso_timeout.min(Duration::from_secs(3)),
+        request_timeout: kapso_timeout,
+    })
+    .context("INBOX_KAPSO_BASE_URL")?;
+    let sending = SendSettings {
+        sends_per_minute: args.sends_per_minute,
+        backoff: Backoff {
+            base: Duration::from_millis(args.send_retry_base_ms),
+            max: Duration::from_millis(args.send_retry_max_ms.max(args.send_retry_base_ms)),
+            max_attempts: args.send_max_attempts.max(1),
+        },
+        poll_interval: Duration::from_millis(args.send_poll_ms.max(1)),
+        ..SendSettings::for_timeout(kapso_timeout)
+    };
+    let state = AppState::new(repo.clone(), kapso, sending);
     let live = Arc::clone(&state.live);
+    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+    let outbox = crate::sending::spawn_outbox_worker(state.clone(), outbox_stopped);
     crate::live::spawn_pruner(
         repo.clone(),
         Duration::from_secs(u64::from(args.event_retention_days) * 86_400),
@@ -268,7 +315,14 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
         // Open event streams would otherwise hold graceful shutdown forever.
         live.shutdown();
     };
-    crate::serve(listener, app, shutdown).await?;
+    let served = crate::serve(listener, app, shutdown).await;
+    // In-flight requests have finished (their first send attempts recorded); now let the
+    // worker finish its attempts so none is left to a lease, then exit.
+    stop_outbox.send_replace(true);
+    if let Err(e) = outbox.await {
+        tracing::warn!(error = %e, "the outbox worker ended abnormally");
+    }
+    served?;
     Ok(())
 }
 

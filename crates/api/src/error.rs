@@ -4,10 +4,12 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use inbox_domain::ValidationError;
 use inbox_domain::ports::StoreError;
+use inbox_domain::{Timestamp, ValidationError};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::routes::views::MessageView;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +40,46 @@ pub enum ApiError {
     /// The request body is over the limit.
     #[error("The request body is larger than {0}.")]
     PayloadTooLarge(&'static str),
+    /// Free-form text outside the 24-hour customer-service window; only a template may be sent.
+    #[error("{}", window_message(*.closed_at))]
+    ReplyWindowClosed {
+        /// When the window closed; `None` when the contact never wrote.
+        closed_at: Option<Timestamp>,
+    },
+    /// An `Idempotency-Key` reused with a different request.
+    #[error(
+        "This Idempotency-Key was already used with a different request; use a new key for a new message."
+    )]
+    IdempotencyKeyReused,
+    /// Too many requests; retry after the given seconds.
+    #[error("Too many messages sent in the last minute; retry in {retry_after_secs} s.")]
+    RateLimited {
+        /// Seconds to wait (`Retry-After`).
+        retry_after_secs: u64,
+    },
+    /// Kapso refused the message for good. For a send, the stored `failed` message comes along.
+    #[error("{reason}")]
+    Kapso {
+        /// A sentence naming what Kapso said.
+        reason: String,
+        /// The message as stored, `failed` with the error.
+        message: Option<Box<MessageView>>,
+    },
     /// The database cannot be reached; retry later.
     #[error("The service is temporarily unavailable; retry shortly.")]
     Unavailable,
     /// A bug or broken data; the detail is logged, never sent.
     #[error("Something went wrong on our side; it has been logged.")]
     Internal(String),
+}
+
+fn window_message(closed_at: Option<Timestamp>) -> String {
+    match closed_at {
+        Some(at) => format!(
+            "The 24-hour reply window closed at {at}; send a template instead."
+        ),
+        None => "This contact has never written, so the 24-hour reply window is not open; send a template instead.".to_owned(),
+    }
 }
 
 fn validation_message(errors: &[ValidationError]) -> String {
@@ -78,6 +114,12 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::ReplyWindowClosed { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "reply_window_closed")
+            }
+            Self::IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Kapso { .. } => (StatusCode::BAD_GATEWAY, "kapso_error"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -110,18 +152,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The error body: `{"error": {"code", "message", "details"?}}`.
+/// The error body: `{"error": {"code", "message", "details"?}}`, and for a send Kapso refused,
+/// the stored `failed` message beside it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
+    /// For `kapso_error` on a send: the message as stored, `failed` with Kapso's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageView>,
 }
 
 /// What went wrong.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `unauthorized`, `forbidden`, `not_found`,
-    /// `validation_failed`, `conflict`, `payload_too_large`, `unavailable`, `internal`, ...
+    /// `validation_failed`, `conflict`, `reply_window_closed`, `idempotency_key_reused`,
+    /// `payload_too_large`, `rate_limited`, `kapso_error`, `unavailable`, `internal`.
     pub code: String,
     /// A sentence for people.
     pub message: String,
@@ -142,13 +189,12 @@ pub struct FieldError {
     pub message: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        if let Self::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
-        }
-        let details = match &self {
+impl ApiError {
+    /// The JSON body of this error.
+    #[must_use]
+    pub fn body(&self) -> ErrorBody {
+        let (_, code) = self.status_and_code();
+        let details = match self {
             Self::Validation(errors) => Some(
                 errors
                     .iter()
@@ -160,19 +206,38 @@ impl IntoResponse for ApiError {
             ),
             _ => None,
         };
-        let existing_id = match &self {
+        let existing_id = match self {
             Self::Conflict { existing_id, .. } => existing_id.clone(),
             _ => None,
         };
-        let body = ErrorBody {
+        let message = match self {
+            Self::Kapso { message, .. } => message.as_deref().cloned(),
+            _ => None,
+        };
+        ErrorBody {
             error: ErrorDetail {
                 code: code.to_owned(),
                 message: self.to_string(),
                 details,
                 existing_id,
             },
-        };
-        let mut response = (status, Json(body)).into_response();
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        if let Self::RateLimited { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -5,8 +5,10 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod handover;
 pub mod live;
 pub mod routes;
+pub mod sending;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use axum::http::{Method, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use inbox_domain::ports::Repository;
+use inbox_kapso::KapsoClient;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -35,15 +38,26 @@ pub struct AppState {
     pub repo: Arc<dyn Repository>,
     /// The process's reader of the event log, feeding every event stream.
     pub live: Arc<live::LiveHub>,
+    /// Kapso's API: sends and handover workflow calls (one connection pool for every tenant).
+    pub kapso: KapsoClient,
+    /// How sends are paced and retried.
+    pub sending: sending::SendSettings,
 }
 
 impl AppState {
-    /// State over a repository, starting the live pump on the current runtime.
+    /// State over a repository and a Kapso client, starting the live pump on the current
+    /// runtime. The outbox worker is started separately ([`sending::spawn_outbox_worker`]).
     #[must_use]
-    pub fn new(repo: Arc<dyn Repository>) -> Self {
+    pub fn new(
+        repo: Arc<dyn Repository>,
+        kapso: KapsoClient,
+        sending: sending::SendSettings,
+    ) -> Self {
         Self {
             live: live::LiveHub::start(Arc::clone(&repo)),
             repo,
+            kapso,
+            sending,
         }
     }
 }
@@ -108,6 +122,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             routes::contacts::delete
         ))
         .routes(routes!(live::events))
+        .routes(routes!(routes::messages::send_message))
 }
 
 /// The OpenAPI 3.1 document of every API route, generated from the handlers' annotations.

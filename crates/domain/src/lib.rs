@@ -14,6 +14,7 @@ pub mod message;
 pub mod page;
 pub mod phone;
 pub mod ports;
+pub mod sending;
 pub mod timestamp;
 pub mod token;
 pub mod user;

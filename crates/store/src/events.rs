@@ -33,6 +33,11 @@ pub(crate) trait Dialect: sqlx::Database {
     /// write transaction.
     fn for_update_of(alias: &str) -> String;
 
+    /// The clause that locks the selected rows of `alias` and skips rows another transaction
+    /// holds (`FOR UPDATE OF alias SKIP LOCKED`), so that several workers claiming jobs never
+    /// take the same one nor wait for each other; nothing on SQLite (single writer).
+    fn for_update_skip_locked(alias: &str) -> String;
+
     /// Takes a transaction-scoped lock on an arbitrary key, for serialising work on something
     /// that may not have a row yet (a wamid whose message has not arrived). An advisory lock on
     /// PostgreSQL; nothing on SQLite, for the same reason as [`Dialect::for_update_of`].
@@ -40,7 +45,7 @@ pub(crate) trait Dialect: sqlx::Database {
 }
 
 macro_rules! impl_dialect {
-    ($db:ty, settled: $settled:expr, for_update_of: $lock:expr, lock_key: $lock_key:expr) => {
+    ($db:ty, settled: $settled:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
         impl Dialect for $db {
             const SETTLED_EVENTS: &'static str = $settled;
 
@@ -96,6 +101,10 @@ macro_rules! impl_dialect {
                 $lock(alias)
             }
 
+            fn for_update_skip_locked(alias: &str) -> String {
+                $skip(alias)
+            }
+
             async fn lock_key(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 key: &str,
@@ -119,13 +128,23 @@ impl_dialect!(
     Sqlite,
     settled: "TRUE",
     for_update_of: |_: &str| String::new(),
+    skip_locked: |_: &str| String::new(),
     lock_key: None::<&str>
 );
 impl_dialect!(
     Postgres,
-    // Every transaction older than the oldest one still running has ended.
-    settled: "e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    // Every transaction of this database older than the oldest one of it still running (in
+    // this statement's snapshot) has ended. Transactions of other databases on the server
+    // cannot have written our events, so they do not hold ours back: they are left out when
+    // pg_stat_activity places them elsewhere. A transaction it does not place (it ended in the
+    // meantime, or its row is hidden) is kept, which can only delay an event, never skip one.
+    settled: "e.tx < (SELECT COALESCE(min(x::text::bigint), \
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
+        FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+        WHERE x NOT IN (SELECT a.backend_xid::text::xid8 FROM pg_stat_activity a \
+        WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()))",
     for_update_of: |alias: &str| format!(" FOR UPDATE OF {alias}"),
+    skip_locked: |alias: &str| format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
     // 64-bit hash of the key; a collision only makes two unrelated wamids wait for each other.
     lock_key: Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
 );

@@ -10,7 +10,7 @@ use inbox_domain::ingest::{
     ContactState, ConversationState, CustomerRef, IngestWorkspace, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
-use inbox_domain::message::{DeliveryStatus, Media, MessageError};
+use inbox_domain::message::{DeliveryStatus, Media, MessageError, MessageKind};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::ports::{IngestRepository, IngestUnit, StoreError};
 use inbox_domain::{
@@ -113,7 +113,7 @@ fn lead_status(text: &str) -> Result<LeadStatus, StoreError> {
     text.parse().map_err(|e| corrupt("lead_status", e))
 }
 
-fn delivery_status(text: &str) -> Result<DeliveryStatus, StoreError> {
+pub(crate) fn delivery_status(text: &str) -> Result<DeliveryStatus, StoreError> {
     text.parse()
         .map_err(|e: String| corrupt("message status", e))
 }
@@ -147,7 +147,7 @@ pub(crate) fn error_from_json(text: &str) -> Result<MessageError, StoreError> {
 }
 
 /// The lock key serialising a status with its message's arrival.
-fn wamid_key(workspace_id: WorkspaceId, wamid: &str) -> String {
+pub(crate) fn wamid_key(workspace_id: WorkspaceId, wamid: &str) -> String {
     format!("wamid:{workspace_id}:{wamid}")
 }
 
@@ -494,6 +494,53 @@ macro_rules! impl_ingest {
                     })
                 })
                 .transpose()
+            }
+
+            async fn claim_unsent_outbound(
+                &mut self,
+                workspace_id: WorkspaceId,
+                conversation_id: ConversationId,
+                kind: &MessageKind,
+                text: Option<&str>,
+                wamid: &str,
+            ) -> Result<Option<MessageStatusState>, StoreError> {
+                // The oldest candidate, because sends of one conversation reach Kapso in the
+                // order they were written, and so do their echoes.
+                let row: Option<(Uuid, String)> = sqlx::query_as(
+                    "UPDATE messages SET wamid = $5 \
+                     WHERE id = (SELECT c.id FROM messages c \
+                         WHERE c.conversation_id = $2 AND c.workspace_id = $1 \
+                           AND c.wamid IS NULL AND c.status = 'pending' \
+                           AND c.direction = 'outbound' AND c.sender_user_id IS NOT NULL \
+                           AND c.kind = $3 AND ($4 IS NULL OR c.text = $4) \
+                         ORDER BY c.seq LIMIT 1) \
+                       AND NOT EXISTS (SELECT 1 FROM messages o \
+                         WHERE o.workspace_id = $1 AND o.wamid = $5) \
+                     RETURNING id, status",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(conversation_id.as_uuid())
+                .bind(kind.as_str())
+                .bind(text)
+                .bind(wamid)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                let Some((id, status)) = row else {
+                    return Ok(None);
+                };
+                let contact_id: Uuid =
+                    sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
+                        .bind(conversation_id.as_uuid())
+                        .fetch_one(&mut *self.tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                Ok(Some(MessageStatusState {
+                    id: MessageId::from_uuid(id),
+                    conversation_id,
+                    contact_id: ContactId::from_uuid(contact_id),
+                    status: delivery_status(&status)?,
+                }))
             }
 
             async fn update_message_status(

@@ -22,6 +22,7 @@ pub mod postgres;
 mod query;
 mod rows;
 mod seed;
+mod sending;
 pub mod sqlite;
 pub mod testing;
 mod workspaces;

@@ -20,6 +20,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, nullable};
+use crate::handover::{self, KapsoOutcome};
 use crate::routes::paging;
 use crate::routes::views::{ConversationView, MessageView};
 
@@ -219,17 +220,32 @@ pub async fn counts(
 ///
 /// # Errors
 /// `NotFound` when no workspace of the caller holds a conversation with this id that they see.
-async fn locate(
+pub(crate) async fn locate(
     state: &AppState,
     caller: &Caller,
     id: ConversationId,
 ) -> Result<(Actor, Conversation), ApiError> {
-    for actor in caller.actors(state).await? {
-        if let Some(conversation) = state.repo.conversation(actor, id).await? {
-            return Ok((actor, conversation));
-        }
-    }
-    Err(ApiError::NotFound("Conversation"))
+    let not_found = || ApiError::NotFound("Conversation");
+    let workspace_id = state
+        .repo
+        .conversation_workspace(id)
+        .await?
+        .ok_or_else(not_found)?;
+    // A conversation in a workspace the caller is not in is answered like one that does not
+    // exist: ids must not reveal what other tenants hold.
+    let actor = caller
+        .actor(state, workspace_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::Forbidden(_) => not_found(),
+            other => other,
+        })?;
+    let conversation = state
+        .repo
+        .conversation(actor, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((actor, conversation))
 }
 
 /// Storage's "not found" on a conversation action, named for the client.
@@ -415,24 +431,13 @@ pub struct HandoverState {
     pub ai_paused: bool,
 }
 
-/// What happened to the business's Kapso workflow executions.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KapsoHandover {
-    /// Whether Kapso applied the change.
-    pub ok: bool,
-    /// How many workflow executions were paused or resumed.
-    pub executions_updated: u64,
-    /// What happened, for people.
-    pub message: String,
-}
-
 /// Answer of `POST /api/conversations/{id}/handover`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HandoverResponse {
     /// The updated conversation.
     pub conversation: ConversationView,
     /// Kapso's side; a Kapso failure does not undo the local change.
-    pub kapso: KapsoHandover,
+    pub kapso: KapsoOutcome,
 }
 
 /// Sets the handover flag, then tells Kapso's workflows.
@@ -459,34 +464,13 @@ pub async fn handover(
 ) -> Result<Json<HandoverResponse>, ApiError> {
     let id = ConversationId::from_uuid(id);
     let (actor, _) = locate(&state, &caller, id).await?;
-    let conversation = state
-        .repo
-        .set_ai_paused(actor, id, body.ai_paused)
+    let (conversation, kapso) = handover::handover(&state, actor, id, body.ai_paused)
         .await
         .map_err(action_error)?;
-    let kapso = kapso_handover(&state, &conversation).await;
     Ok(Json(HandoverResponse {
         conversation: ConversationView::from(&conversation),
         kapso,
     }))
-}
-
-/// Pauses or resumes the business's Kapso workflow executions for a conversation whose flag
-/// has just been stored. The Kapso workflow client is not wired into the API yet, so this says
-/// plainly that nothing happened on Kapso's side.
-async fn kapso_handover(_state: &AppState, conversation: &Conversation) -> KapsoHandover {
-    let verb = if conversation.ai_paused {
-        "paused"
-    } else {
-        "resumed"
-    };
-    KapsoHandover {
-        ok: false,
-        executions_updated: 0,
-        message: format!(
-            "The handover flag is saved; Kapso workflow executions were not {verb} because the Kapso workflow integration is not enabled on this server."
-        ),
-    }
 }
 
 /// The handover flag alone, for bots deciding whether to answer.

@@ -5,6 +5,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod external;
 pub mod me;
+pub mod messages;
 pub mod paging;
 pub mod views;
 pub mod workspaces;

@@ -142,7 +142,7 @@ fn tag_names(tags: &Tags) -> Vec<String> {
 }
 
 /// A message's attachment.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct MediaView {
     /// Download URL (Kapso's mirror), if known.
     pub url: Option<String>,
@@ -157,7 +157,7 @@ pub struct MediaView {
 }
 
 /// Why a message failed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct MessageErrorView {
     /// Provider code, e.g. `131047`.
     pub code: Option<String>,
@@ -168,7 +168,7 @@ pub struct MessageErrorView {
 }
 
 /// A message as the thread and the event stream show it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct MessageView {
     /// Id.
     pub id: Uuid,

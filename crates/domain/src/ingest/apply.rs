@@ -10,7 +10,7 @@ use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessag
 use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
 use crate::event::{EventKind, NewEvent};
 use crate::ids::{ContactId, MessageId, WorkspaceId};
-use crate::message::{DeliveryStatus, Direction, MessageError};
+use crate::message::{DeliveryStatus, Direction, MessageError, MessageKind};
 use crate::ports::{DeliveryRepository, IngestRepository, IngestUnit, StoreError};
 use crate::timestamp::Timestamp;
 
@@ -440,6 +440,36 @@ async fn store_message(
         pending.iter().map(|p| (p.status, p.error.as_ref())),
     )
     .map_or((m.status, None), |(s, e)| (s, e.cloned()));
+    if m.direction == Direction::Outbound {
+        // An echo of a message this API is sending whose wamid we have not recorded yet: it
+        // is that message, not a new one.
+        let text = (m.kind == MessageKind::text())
+            .then_some(m.text.as_deref())
+            .flatten();
+        if let Some(own) = unit
+            .claim_unsent_outbound(workspace_id, conversation.id, &m.kind, text, &m.wamid)
+            .await?
+        {
+            let updates: Vec<(DeliveryStatus, Option<MessageError>)> =
+                std::iter::once((m.status, None))
+                    .chain(pending.into_iter().map(|p| (p.status, p.error)))
+                    .collect();
+            let folded = fold_statuses(own.status, updates.iter().map(|(s, e)| (*s, e.as_ref())));
+            if let Some((status, error)) = folded {
+                unit.update_message_status(workspace_id, own.id, status, error)
+                    .await?;
+            }
+            // The wamid changed even when the status did not.
+            events.push(NewEvent {
+                workspace_id,
+                kind: EventKind::MessageUpdated,
+                conversation_id: Some(own.conversation_id),
+                contact_id: Some(own.contact_id),
+                message_id: Some(own.id),
+            });
+            return Ok(false);
+        }
+    }
     let message = NewIngestedMessage {
         id: MessageId::new(),
         workspace_id,

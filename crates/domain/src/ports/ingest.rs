@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::delivery::{DeliveryOutcome, NewDelivery};
 use crate::event::NewEvent;
-use crate::ids::{ContactId, DeliveryId, MessageId, WorkspaceId};
+use crate::ids::{ContactId, ConversationId, DeliveryId, MessageId, WorkspaceId};
 use crate::ingest::{
     ContactState, ConversationState, CustomerRef, IngestWorkspace, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
-use crate::message::{DeliveryStatus, MessageError};
+use crate::message::{DeliveryStatus, MessageError, MessageKind};
 use crate::phone::PhoneE164;
 use crate::timestamp::Timestamp;
 
@@ -169,6 +169,26 @@ pub trait IngestUnit: Send {
     async fn lock_message(
         &mut self,
         workspace_id: WorkspaceId,
+        wamid: &str,
+    ) -> Result<Option<MessageStatusState>, StoreError>;
+
+    /// Gives `wamid` to the oldest message this API is still sending in the conversation
+    /// (outbound, `pending`, no wamid yet) of the same kind and, when `text` is given, the same
+    /// text; `None` when there is none, or when a message already has this wamid.
+    ///
+    /// Kapso's `whatsapp.message.sent` echo of our own send can arrive before Kapso's answer to
+    /// the send tells us the wamid; this is how the echo finds our message instead of becoming
+    /// a second one. The caller holds the conversation's lock (as the sender does when it
+    /// records the wamid), so the two cannot interleave.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn claim_unsent_outbound(
+        &mut self,
+        workspace_id: WorkspaceId,
+        conversation_id: ConversationId,
+        kind: &MessageKind,
+        text: Option<&str>,
         wamid: &str,
     ) -> Result<Option<MessageStatusState>, StoreError>;
 

@@ -9,6 +9,7 @@ mod deliveries;
 mod events;
 mod identity;
 mod ingest;
+mod sending;
 mod workspaces;
 
 pub use contacts::ContactRepository;
@@ -29,6 +30,9 @@ pub use identity::MockIdentityRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use ingest::MockIngestRepository;
 pub use ingest::{IngestRepository, IngestUnit};
+#[cfg(any(test, feature = "mocks"))]
+pub use sending::MockSendRepository;
+pub use sending::SendRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use workspaces::MockWorkspaceRepository;
 pub use workspaces::WorkspaceRepository;
@@ -76,6 +80,7 @@ pub trait Repository:
     + EventLog
     + ConversationRepository
     + ContactRepository
+    + SendRepository
     + Health
 {
 }
@@ -88,6 +93,7 @@ impl<T> Repository for T where
         + EventLog
         + ConversationRepository
         + ContactRepository
+        + SendRepository
         + Health
 {
 }

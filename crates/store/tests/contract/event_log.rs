@@ -159,3 +159,44 @@ pub async fn late_commits_are_not_overtaken(h: Harness) {
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&slow_id) && ids.contains(&fast_id));
 }
+
+pub async fn other_databases_do_not_hold_events_back(h: Harness) {
+    let Raw::Postgres(pool) = &h.raw else {
+        panic!("PostgreSQL only")
+    };
+    let ws = h
+        .repo
+        .create_workspace(new_workspace("aaa"))
+        .await
+        .expect("ws")
+        .id;
+    // A long write transaction in another database of the same server.
+    let admin_url = std::env::var("INBOX_TEST_DATABASE_URL").expect("postgres url");
+    let other = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("other database");
+    let mut long = other.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *long)
+        .await
+        .expect("take an xid");
+
+    sqlx::query(
+        "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, 'contact.updated', 0)",
+    )
+    .bind(ws.as_uuid())
+    .execute(pool)
+    .await
+    .expect("event");
+    let events = h
+        .repo
+        .events_after(LogPosition::START, Some(ws), 10)
+        .await
+        .expect("read");
+    assert_eq!(
+        events.len(),
+        1,
+        "another database's open transaction holds nothing back"
+    );
+    long.rollback().await.expect("rollback");
+}

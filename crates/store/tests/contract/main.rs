@@ -10,6 +10,7 @@ mod fixtures;
 mod identity;
 mod ingest;
 mod messages;
+mod sending;
 mod workspaces;
 
 use std::sync::Arc;
@@ -236,7 +237,20 @@ contract!(
     contacts::delete_cascades_and_is_for_owners,
     contacts::by_phone_lookup_gives_bots_the_context,
     contacts::contact_list_filters_and_pages,
+    sending::sends_are_written_pending_with_their_job_then_settle,
+    sending::rate_limits_and_idempotency_keys_hold_in_the_database,
+    sending::concurrent_workers_never_claim_the_same_job,
 );
+
+/// Only this database's transactions can delay its events: a long transaction elsewhere on the
+/// server must not stall every live stream.
+#[tokio::test]
+async fn postgres_events_are_not_held_back_by_other_databases() {
+    if let Some(h) = Harness::postgres("postgres_events_are_not_held_back_by_other_databases").await
+    {
+        event_log::other_databases_do_not_hold_events_back(h).await;
+    }
+}
 
 /// PostgreSQL hands out event ids before commit; a reader must not pass an event whose
 /// transaction commits after a later id's. (SQLite has one writer, so this cannot happen there.)

@@ -1,0 +1,234 @@
+//! The "send this message" use case and the outbox worker that finishes what a first attempt
+//! could not.
+//!
+//! A send is stored `pending` with its durable job before Kapso is called
+//! ([`SendRepository::create_send`](inbox_domain::ports::SendRepository::create_send)). The
+//! request that created it makes the first attempt while it holds the job's lease; a transient
+//! failure (timeout, 5xx, 429, 409) reschedules the job with backoff, and the worker that every
+//! `inbox-api` process runs ([`spawn_outbox_worker`]) claims due jobs from the database, so a
+//! send survives a restart and several instances never make the same attempt twice.
+
+use std::time::Duration;
+
+use inbox_domain::message::Message;
+use inbox_domain::phone::PhoneE164;
+use inbox_domain::ports::StoreError;
+use inbox_domain::sending::{Backoff, DEFAULT_SENDS_PER_MINUTE, OutboundContent, SendJob};
+use inbox_domain::workspace::KapsoCredentials;
+use inbox_domain::{MessageId, Timestamp, WorkspaceId};
+use inbox_kapso::KapsoError;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+
+/// How sends are paced and retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendSettings {
+    /// Sends per user per rolling minute.
+    pub sends_per_minute: u32,
+    /// The retry schedule of transient failures.
+    pub backoff: Backoff,
+    /// How long one attempt may hold a job: Kapso's whole request timeout plus a margin. A job
+    /// whose attempt crashed is taken over once it runs out.
+    pub lease: Duration,
+    /// How often the worker looks for due jobs.
+    pub poll_interval: Duration,
+}
+
+impl SendSettings {
+    /// Settings for a Kapso request timeout of `kapso_timeout`.
+    #[must_use]
+    pub fn for_timeout(kapso_timeout: Duration) -> Self {
+        Self {
+            sends_per_minute: DEFAULT_SENDS_PER_MINUTE,
+            backoff: Backoff::default(),
+            lease: kapso_timeout + Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for SendSettings {
+    fn default() -> Self {
+        Self::for_timeout(Duration::from_secs(10))
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+pub enum AttemptOutcome {
+    /// Kapso accepted it; the message as stored (`sent`, or further if statuses came first).
+    Sent(Message),
+    /// Kapso refused it for good; the message as stored (`failed`) and why.
+    Failed(Message, KapsoError),
+    /// A transient failure; the job is due again later and the message stays `pending`.
+    Retrying,
+}
+
+/// One attempt to send a message: Kapso is called with the workspace's current credentials and
+/// the outcome is recorded (`sent` with the wamid, `failed` with the error, or rescheduled).
+///
+/// # Errors
+/// A storage failure while recording; the job keeps its lease and is attempted again when it
+/// runs out.
+pub async fn attempt(
+    state: &AppState,
+    workspace_id: WorkspaceId,
+    message_id: MessageId,
+    to: &PhoneE164,
+    content: &OutboundContent,
+    attempts: u32,
+) -> Result<AttemptOutcome, StoreError> {
+    let credentials = state.repo.kapso_credentials(workspace_id).await?;
+    let result = match usable(credentials) {
+        Some((phone_number_id, api_key)) => match content {
+            OutboundContent::Text {
+                text,
+                reply_to_wamid,
+            } => {
+                state
+                    .kapso
+                    .send_text(
+                        &phone_number_id,
+                        &api_key,
+                        to,
+                        text,
+                        reply_to_wamid.as_deref(),
+                    )
+                    .await
+            }
+            OutboundContent::Template { template, .. } => {
+                state
+                    .kapso
+                    .send_template(&phone_number_id, &api_key, to, template)
+                    .await
+            }
+        },
+        None => Err(not_configured()),
+    };
+    let settings = &state.sending;
+    match result {
+        Ok(sent) => {
+            tracing::info!(message.id = %message_id, attempts, "kapso accepted the message");
+            let message = state
+                .repo
+                .record_send_accepted(workspace_id, message_id, &sent.wamid)
+                .await?;
+            Ok(AttemptOutcome::Sent(message))
+        }
+        Err(error) if error.is_transient() && !settings.backoff.exhausted(attempts) => {
+            let delay = settings.backoff.delay(attempts, error.retry_after());
+            tracing::warn!(
+                message.id = %message_id,
+                attempts,
+                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                %error,
+                "send failed for now; retrying later"
+            );
+            let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            let retry_at =
+                Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(millis));
+            state
+                .repo
+                .reschedule_send(message_id, retry_at, &error.to_string())
+                .await?;
+            Ok(AttemptOutcome::Retrying)
+        }
+        Err(error) => {
+            tracing::warn!(message.id = %message_id, attempts, %error, "send failed for good");
+            let message = state
+                .repo
+                .record_send_failed(workspace_id, message_id, &error.as_message_error())
+                .await?;
+            Ok(AttemptOutcome::Failed(message, error))
+        }
+    }
+}
+
+/// The phone number id and API key, when both are configured.
+pub fn usable(
+    credentials: Option<KapsoCredentials>,
+) -> Option<(String, inbox_domain::workspace::Secret)> {
+    let credentials = credentials?;
+    Some((credentials.phone_number_id?, credentials.api_key?))
+}
+
+fn not_configured() -> KapsoError {
+    KapsoError::Permanent {
+        status: None,
+        code: Some("kapso_not_configured".to_owned()),
+        title: "Kapso is not configured".to_owned(),
+        message: "The workspace has no Kapso phone number id or API key.".to_owned(),
+    }
+}
+
+/// Jobs one poll claims at most; they are attempted concurrently.
+const CLAIM_BATCH: u32 = 16;
+
+/// Idempotency records are kept this long.
+const IDEMPOTENCY_RETENTION_MILLIS: i64 = 24 * 3600 * 1000;
+
+/// Starts the outbox worker: every `poll_interval` it claims due jobs (leased, so no other
+/// worker takes them meanwhile) and attempts them. It returns once `shutdown` turns true,
+/// after finishing the attempts under way (each bounded by Kapso's request timeout), so that
+/// their outcome is recorded rather than left to a lease.
+pub fn spawn_outbox_worker(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut polls: u64 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            run_due_jobs(&state).await;
+            polls += 1;
+            // About hourly at the default interval; the table is small and indexed.
+            if polls % 3600 == 1 {
+                let cutoff = Timestamp::from_millis(
+                    Timestamp::now().as_millis() - IDEMPOTENCY_RETENTION_MILLIS,
+                );
+                if let Err(e) = state.repo.prune_send_requests(cutoff).await {
+                    tracing::warn!(error = %e, "cannot prune idempotency records");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(state.sending.poll_interval) => {}
+            }
+        }
+        tracing::debug!("outbox worker stopped");
+    })
+}
+
+async fn run_due_jobs(state: &AppState) {
+    let now = Timestamp::now();
+    let lease = i64::try_from(state.sending.lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_until = Timestamp::from_millis(now.as_millis().saturating_add(lease));
+    let jobs = match state
+        .repo
+        .claim_due_sends(now, lease_until, CLAIM_BATCH)
+        .await
+    {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot claim due sends; retrying at the next poll");
+            return;
+        }
+    };
+    futures::future::join_all(jobs.iter().map(|job| run_job(state, job))).await;
+}
+
+async fn run_job(state: &AppState, job: &SendJob) {
+    if let Err(e) = attempt(
+        state,
+        job.workspace_id,
+        job.message_id,
+        &job.to,
+        &job.content,
+        job.attempts,
+    )
+    .await
+    {
+        tracing::warn!(message.id = %job.message_id, error = %e, "cannot record a send attempt; its lease will expire and it is retried");
+    }
+}
