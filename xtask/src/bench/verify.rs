@@ -131,6 +131,44 @@ pub async fn dataset(ctx: &mut Ctx) -> anyhow::Result<()> {
              ORDER BY c.sort_at DESC, c.id DESC LIMIT 50",
         ),
     ];
+    // And the ingest transaction's lookups, with the same parameter shapes as the product.
+    let ingest_plans = [
+        (
+            "ingest_find_contact",
+            "SELECT id FROM contacts WHERE workspace_id = $1 AND (phone = $2 OR bsuid = $3) \
+             ORDER BY CASE WHEN phone = $2 THEN 0 ELSE 1 END LIMIT 1",
+        ),
+        (
+            "ingest_pending_statuses",
+            "DELETE FROM pending_statuses WHERE workspace_id = $1 AND wamid = $2 RETURNING status",
+        ),
+        (
+            "ingest_tags_sort_key",
+            "UPDATE conversation_tags SET sort_at = $3 WHERE conversation_id = $1 AND sort_at <> $3 AND $2 = $2",
+        ),
+    ];
+    for (name, sql) in ingest_plans {
+        let args = [
+            ws.clone(),
+            Arg::Text("+628120000042".to_owned()),
+            Arg::Text(String::new()),
+        ];
+        let args = if name == "ingest_pending_statuses" {
+            &args[..2]
+        } else {
+            &args[..]
+        };
+        // EXPLAIN ANALYZE would run the DELETE/UPDATE on PostgreSQL: plans only there.
+        let result = if matches!(probe, Probe::Postgres(_)) && name != "ingest_find_contact" {
+            continue;
+        } else {
+            probe.explain(sql, args).await
+        };
+        match result {
+            Ok(plan) => ctx.report.detail("plans", name, json!(plan)),
+            Err(e) => ctx.report.detail("plans", name, json!(format!("{e:#}"))),
+        }
+    }
     for (name, sql) in plans {
         match probe.explain(sql, std::slice::from_ref(&ws)).await {
             Ok(plan) => ctx.report.detail("plans", name, json!(plan)),
