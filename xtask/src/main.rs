@@ -7,7 +7,9 @@
 //! - `fake-kapso [--listen 127.0.0.1:PORT]`: serves the local stand-in for Kapso's API (sends
 //!   answered with generated wamids, handover workflow calls) until Ctrl-C, for the demo and for
 //!   trying sends by hand with `INBOX_KAPSO_BASE_URL` pointed at it.
+//! - `bench`: the performance harness of PERFORMANCE.md (`cargo xtask bench --help`).
 
+mod bench;
 mod demo;
 
 use std::net::{SocketAddr, TcpStream};
@@ -26,11 +28,14 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench::main(&args[1..]),
+        // The trivial server of the bench's HTTP ceiling, started by `bench` itself.
+        Some("bench-echo") => bench::echo(&args[1..]),
         Some("demo") => demo::run(demo::DemoOptions::parse(&args[1..])?),
         Some("fake-kapso") => fake_kapso(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | demo [--listen ADDR] | fake-kapso [--listen 127.0.0.1:PORT]"
+                "usage: cargo xtask ci | bench [--help] | demo [--listen ADDR] | fake-kapso [--listen 127.0.0.1:PORT]"
             );
             bail!("unknown or missing command: {args:?}");
         }

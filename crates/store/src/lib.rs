@@ -6,6 +6,7 @@
 //! timestamps), written once per port in a macro instantiated for each backend; what differs
 //! (pools, pragmas, migrations, identity columns) lives in [`sqlite`] and [`postgres`].
 
+pub mod bulk;
 mod changes;
 mod contacts;
 mod conversations;

@@ -1,6 +1,7 @@
 //! The storage contract: every scenario is written once against the ports and run on SQLite and
 //! on PostgreSQL, each in a database of its own.
 
+mod bulk;
 mod contacts;
 mod conversations;
 mod deliveries;
@@ -26,6 +27,8 @@ pub struct Harness {
     pub raw: Raw,
     /// Fast test data.
     pub seed: Arc<dyn Seed>,
+    /// Bulk seeding, as the benchmark uses it.
+    pub bulk: Arc<dyn inbox_store::bulk::BulkSeed>,
     _db: TestDatabase,
 }
 
@@ -140,6 +143,7 @@ impl Harness {
         Self {
             raw: Raw::Sqlite(store.write_pool().clone()),
             seed: Arc::new(store.clone()),
+            bulk: Arc::new(store.clone()),
             repo: Arc::new(store),
             _db: db,
         }
@@ -153,6 +157,7 @@ impl Harness {
         Some(Self {
             raw: Raw::Postgres(store.write_pool().clone()),
             seed: Arc::new(store.clone()),
+            bulk: Arc::new(store.clone()),
             repo: Arc::new(store),
             _db: db,
         })
@@ -184,6 +189,7 @@ macro_rules! contract {
 }
 
 contract!(
+    bulk::seeds_workspaces_users_and_threads_keeping_the_invariants,
     workspaces::create_and_find_by_slug_and_id,
     workspaces::slugs_are_unique,
     workspaces::secrets_are_encrypted_and_write_only,

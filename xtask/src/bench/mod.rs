@@ -1,0 +1,402 @@
+//! `cargo xtask bench`: the performance harness PERFORMANCE.md describes.
+//!
+//! One command builds release binaries, starts them on a fresh database (port 0), seeds the
+//! dataset through the store's bulk module, runs the scenarios, checks the data afterwards, and
+//! writes `target/bench/report.json` plus a table of every figure next to its bar and its ratio
+//! to the ceiling measured in the same run. Correctness violations fail the command; slowness
+//! never does.
+//!
+//! The load generator itself must not be the bottleneck, so `cargo xtask bench` (a debug
+//! build) builds the release binaries, then re-runs itself as `target/release/xtask`.
+
+mod dataset;
+mod fanout;
+mod http;
+mod ingest;
+mod kapso;
+mod limits;
+mod load;
+mod machine;
+mod options;
+mod probe;
+mod report;
+mod servers;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use inbox_kapso::fake::FakeKapso;
+use serde_json::{Map, Value, json};
+
+use self::dataset::Dataset;
+use self::load::Client;
+use self::options::{Options, Scale};
+use self::report::Report;
+use self::servers::{Database, SECRET_KEY, Server};
+
+/// Set in the re-run release process, so it does not build and re-run again.
+const CHILD_ENV: &str = "INBOX_BENCH_RELEASE";
+
+/// `cargo xtask bench ...`.
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let options = Options::parse(args)?;
+    let root = workspace_root();
+    if std::env::var_os(CHILD_ENV).is_none() {
+        build_release(&root)?;
+        let xtask = root.join("target/release/xtask");
+        let status = Command::new(&xtask)
+            .arg("bench")
+            .args(args)
+            .env(CHILD_ENV, "1")
+            .current_dir(&root)
+            .status()
+            .with_context(|| format!("running {}", xtask.display()))?;
+        if !status.success() {
+            bail!("bench failed ({status})");
+        }
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(options, root))
+}
+
+/// `xtask bench-echo`: the trivial HTTP server of the HTTP ceiling.
+pub fn echo(_args: &[String]) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(servers::echo_server())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Builds the product in release mode, then the harness separately: built together, cargo
+/// would unify features and put the fake Kapso server into the product's binaries.
+fn build_release(root: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for packages in [
+        &["-p", "inbox-api", "-p", "inbox-webhook"][..],
+        &["-p", "xtask"][..],
+    ] {
+        println!("xtask: bench: cargo build --release {}", packages.join(" "));
+        let status = Command::new(&cargo)
+            .args(["build", "--release"])
+            .args(packages)
+            .current_dir(root)
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("release build failed ({status})");
+        }
+    }
+    Ok(())
+}
+
+/// What the scenarios share.
+pub struct Ctx {
+    /// Flags.
+    pub opts: Options,
+    /// The HTTP client.
+    pub client: Client,
+    /// `inbox-api` (API and webhook in one process).
+    pub api: Server,
+    /// The seeded data.
+    pub data: Dataset,
+    /// The run's database.
+    pub db: Database,
+    /// Findings.
+    pub report: Report,
+    /// The fake Kapso, answering in 5 ms.
+    pub kapso: FakeKapso,
+    /// `target/release`.
+    pub bin_dir: PathBuf,
+    /// `target/bench/run-<db>`.
+    pub run_dir: PathBuf,
+    /// A common time origin for latencies measured across tasks.
+    pub epoch: Instant,
+    /// Unix seconds at the start.
+    pub start_secs: i64,
+    /// Messages the scenarios stored in the busy workspace beyond the seeded ones, by source
+    /// (`ingest`, `fanout`, `send`, `limits`), counted from their acknowledgements.
+    pub added_messages: std::collections::BTreeMap<&'static str, u64>,
+    /// Concurrency at which ingest peaked (the replayed transaction runs at the same).
+    pub ingest_concurrency: usize,
+    /// Acknowledged deliveries per second at the ingest peak, when measured.
+    pub ingest_peak: Option<f64>,
+    /// Concurrency at which the list peaked.
+    pub list_concurrency: usize,
+    /// Open-loop rates used, for the trivial handler's floor latency at each.
+    pub rates: std::collections::BTreeSet<u64>,
+    /// A short random tag for this run's wamids and keys.
+    pub tag: String,
+}
+
+impl Ctx {
+    /// A bar's number for this backend: (PostgreSQL, SQLite).
+    pub fn per_db(&self, postgres: f64, sqlite: f64) -> f64 {
+        if self.opts.postgres() {
+            postgres
+        } else {
+            sqlite
+        }
+    }
+
+    /// `base_url` + `path` of the API.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api.base_url)
+    }
+
+    /// The environment both binaries get.
+    pub fn server_env(&self) -> Vec<(&'static str, String)> {
+        server_env(&self.db, &self.kapso)
+    }
+}
+
+fn server_env(db: &Database, kapso: &FakeKapso) -> Vec<(&'static str, String)> {
+    vec![
+        ("INBOX_DATABASE_URL", db.url().to_owned()),
+        ("INBOX_SECRET_KEY", SECRET_KEY.to_owned()),
+        ("INBOX_KAPSO_BASE_URL", kapso.base_url()),
+    ]
+}
+
+async fn run(opts: Options, root: PathBuf) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let out_dir = root.join("target/bench");
+    let run_dir = out_dir.join(format!(
+        "run-{}",
+        if opts.postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    ));
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("clearing {}", run_dir.display()))?;
+    }
+    std::fs::create_dir_all(&run_dir)?;
+    println!(
+        "xtask: bench: {} scale {}{}, scenarios {}",
+        if opts.postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        opts.scale.name(),
+        if opts.quick { " (quick)" } else { "" },
+        opts.scenarios.join(",")
+    );
+
+    let machine = machine::describe();
+    let fsync = machine::fsync_latency(
+        &run_dir,
+        Duration::from_millis(if opts.quick { 300 } else { 2_000 }),
+    )?;
+    println!(
+        "xtask: bench: fsync of this disk: p50 {:.3} ms, p99 {:.3} ms",
+        fsync.p50, fsync.p99
+    );
+
+    let db = Database::create(&opts.db, &run_dir).await?;
+    let outcome = run_on(
+        &opts, &root, &out_dir, &run_dir, &db, machine, fsync, started,
+    )
+    .await;
+    if let Err(e) = db.remove().await {
+        eprintln!("xtask: bench: could not drop the run's database: {e:#}");
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)] // The run's fixed parts, passed once from `run`.
+async fn run_on(
+    opts: &Options,
+    root: &Path,
+    out_dir: &Path,
+    run_dir: &Path,
+    db: &Database,
+    machine: Value,
+    fsync: load::Latency,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let data = dataset::seed(db, opts.scale).await?;
+    println!(
+        "xtask: bench: seeded {} conversations and {} messages (+{} in 99 small workspaces) in {:.1} s",
+        data.conversations.len(),
+        data.busy_messages,
+        data.small_messages,
+        data.seconds
+    );
+
+    let kapso = FakeKapso::start().await;
+    kapso.set_latency(Some(Duration::from_millis(5)));
+    let bin_dir = root.join("target/release");
+    let api = Server::start(
+        &bin_dir.join("inbox-api"),
+        &["serve"],
+        &server_env(db, &kapso),
+    )
+    .await?;
+    println!("xtask: bench: inbox-api on {}", api.base_url);
+
+    let mut ctx = Ctx {
+        opts: opts.clone(),
+        client: Client::new(),
+        api,
+        data,
+        db: db.clone(),
+        report: Report::default(),
+        kapso,
+        bin_dir,
+        run_dir: run_dir.to_path_buf(),
+        epoch: Instant::now(),
+        start_secs: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        added_messages: std::collections::BTreeMap::new(),
+        ingest_concurrency: 16,
+        ingest_peak: None,
+        list_concurrency: 16,
+        rates: std::collections::BTreeSet::new(),
+        tag: format!("{:08x}", rand::random::<u32>()),
+    };
+    ctx.report.ceiling(
+        "fsync_p50_ms",
+        fsync.p50,
+        "write 4 KiB + fdatasync on the run's disk, median (ms)",
+    );
+
+    let mut failure = None;
+    for scenario in opts.scenarios.clone() {
+        let t = Instant::now();
+        println!("xtask: bench: {scenario} ...");
+        let result = match scenario {
+            "ingest" => ingest::run(&mut ctx).await,
+            "list" => http::list(&mut ctx).await,
+            "thread" => http::thread(&mut ctx).await,
+            "actions" => http::actions(&mut ctx).await,
+            "send" => http::send(&mut ctx).await,
+            "fanout" => fanout::run(&mut ctx).await,
+            "limits" => limits::run(&mut ctx).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            eprintln!("xtask: bench: {scenario} failed: {e:#}");
+            for line in ctx.api.recent_log().iter().rev().take(20).rev() {
+                eprintln!("  inbox-api: {line}");
+            }
+            failure.get_or_insert(format!("{scenario}: {e:#}"));
+            break;
+        }
+        if let Some(why) = ctx.report.skipped.get(scenario) {
+            println!("xtask: bench: {scenario} skipped: {why}");
+        } else {
+            println!(
+                "xtask: bench: {scenario} done in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if failure.is_none() {
+        verify::dataset(&mut ctx).await?;
+    }
+
+    let api_rss = machine::rss_mib(ctx.api.pid);
+    let Ctx {
+        api, report, data, ..
+    } = ctx;
+    api.stop().await;
+
+    let mut header = Map::new();
+    header.insert(
+        "command".into(),
+        json!(std::env::args().collect::<Vec<_>>()),
+    );
+    header.insert("database".into(), json!(db.kind()));
+    header.insert("quick".into(), json!(opts.quick));
+    header.insert("machine".into(), machine);
+    header.insert("fsync".into(), fsync.json());
+    header.insert("dataset".into(), data.json(opts.scale));
+    header.insert("inbox_api_rss_mib_at_end".into(), json!(api_rss));
+    header.insert(
+        "seconds".into(),
+        json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+    );
+    let mut report = report;
+    growth(&mut report, out_dir, db.kind(), opts.scale);
+    let json = report.json(header);
+    std::fs::create_dir_all(out_dir)?;
+    let text = serde_json::to_string_pretty(&json)?;
+    std::fs::write(out_dir.join("report.json"), &text)?;
+    std::fs::write(
+        out_dir.join(format!("report-{}-{}.json", db.kind(), opts.scale.name())),
+        &text,
+    )?;
+    println!("\n{}", report.table());
+    println!(
+        "xtask: bench: report in {} ({:.0} s in all)",
+        out_dir.join("report.json").display(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(failure) = failure {
+        bail!("a scenario could not run: {failure}");
+    }
+    if !report.violations.is_empty() {
+        bail!(
+            "correctness violated:\n- {}",
+            report.violations.join("\n- ")
+        );
+    }
+    Ok(())
+}
+
+/// The growth bar: the default list page's p99 now against the same backend's last `10k` run,
+/// when this is a bigger run and that report exists.
+fn growth(report: &mut Report, out_dir: &Path, kind: &str, scale: Scale) {
+    if scale == Scale::K10 {
+        return;
+    }
+    let Some(now) = report
+        .details
+        .get("list")
+        .and_then(|l| l.pointer("/default/open/latency/p99_ms"))
+        .and_then(Value::as_f64)
+    else {
+        return;
+    };
+    let small = out_dir.join(format!("report-{kind}-10k.json"));
+    let Some(before) = std::fs::read_to_string(&small)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| {
+            v.pointer("/scenarios/list/default/open/latency/p99_ms")
+                .and_then(Value::as_f64)
+        })
+    else {
+        report.skip(
+            "growth",
+            format!("no earlier `--scale 10k` report at {}", small.display()),
+        );
+        return;
+    };
+    if before > 0.0 {
+        report.row(
+            "growth",
+            format!("list p99 at {} / at 10k", scale.name()),
+            now / before,
+            "x",
+            report::Bar::AtMostRatio(1.5),
+            report::Ceiling::None,
+        );
+    }
+}
