@@ -103,7 +103,9 @@ struct StopOnDrop(Option<u32>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
         }
     }
 }

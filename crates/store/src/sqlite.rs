@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Sqlite};
 
 use crate::changes::{Changes, Remote};
 use crate::crypto::{SecretCipher, SecretKey};
@@ -34,7 +34,10 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         // An acknowledged webhook must survive a power cut: FULL syncs the WAL on every commit.
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(Duration::from_secs(5))
+        // A statement this slow on an embedded database is a missing index or a bad plan:
+        // say which one.
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(20));
     if let Some(folder) = options
         .get_filename()
         .parent()
