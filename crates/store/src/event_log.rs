@@ -75,31 +75,34 @@ macro_rules! impl_event_log {
                 limit: u32,
             ) -> Result<Vec<LoggedEvent>, StoreError> {
                 let settled = <$db as Dialect>::SETTLED_EVENTS;
-                let rows: Vec<LoggedRow> =
-                    match workspace_id {
-                        Some(workspace_id) => sqlx::query_as(&format!(
-                            "{LOGGED_FROM} WHERE e.workspace_id = $4 AND (e.tx, e.id) > ($1, $2) \
-                         AND {settled} ORDER BY e.tx, e.id LIMIT $3"
+                let after_position = <$db as Dialect>::AFTER_POSITION;
+                let order = <$db as Dialect>::LOG_ORDER;
+                let rows: Vec<LoggedRow> = match workspace_id {
+                    Some(workspace_id) => {
+                        sqlx::query_as(&format!(
+                            "{LOGGED_FROM} WHERE e.workspace_id = $4 AND {after_position} \
+                         AND {settled} ORDER BY {order} LIMIT $3"
                         ))
                         .bind(after.tx)
                         .bind(after.id.0)
                         .bind(i64::from(limit))
                         .bind(workspace_id.as_uuid())
                         .fetch_all(&self.read)
-                        .await,
-                        None => {
-                            sqlx::query_as(&format!(
-                                "{LOGGED_FROM} WHERE (e.tx, e.id) > ($1, $2) \
-                         AND {settled} ORDER BY e.tx, e.id LIMIT $3"
-                            ))
-                            .bind(after.tx)
-                            .bind(after.id.0)
-                            .bind(i64::from(limit))
-                            .fetch_all(&self.read)
-                            .await
-                        }
+                        .await
                     }
-                    .map_err(from_sqlx)?;
+                    None => {
+                        sqlx::query_as(&format!(
+                            "{LOGGED_FROM} WHERE {after_position} \
+                         AND {settled} ORDER BY {order} LIMIT $3"
+                        ))
+                        .bind(after.tx)
+                        .bind(after.id.0)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.read)
+                        .await
+                    }
+                }
+                .map_err(from_sqlx)?;
                 rows.into_iter().map(LoggedEvent::try_from).collect()
             }
 
@@ -123,9 +126,14 @@ macro_rules! impl_event_log {
 
             async fn log_head(&self) -> Result<LogPosition, StoreError> {
                 let settled = <$db as Dialect>::SETTLED_EVENTS;
+                let newest_first: Vec<String> = <$db as Dialect>::LOG_ORDER
+                    .split(", ")
+                    .map(|column| format!("{column} DESC"))
+                    .collect();
+                let newest_first = newest_first.join(", ");
                 let row: Option<(i64, i64)> = sqlx::query_as(&format!(
                     "SELECT e.tx, e.id FROM events e WHERE {settled} \
-                     ORDER BY e.tx DESC, e.id DESC LIMIT 1"
+                     ORDER BY {newest_first} LIMIT 1"
                 ))
                 .fetch_optional(&self.read)
                 .await

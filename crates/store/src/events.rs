@@ -15,6 +15,13 @@ pub(crate) trait Dialect: sqlx::Database {
     /// before (see the `events` table in the migrations).
     const SETTLED_EVENTS: &'static str;
 
+    /// A condition on `events e` for "after position ($1, $2)", and the log order, written so
+    /// that the database seeks to the position instead of walking the log from its start.
+    const AFTER_POSITION: &'static str;
+
+    /// The log order (`ORDER BY` list) matching [`Dialect::AFTER_POSITION`].
+    const LOG_ORDER: &'static str;
+
     /// Appends `event` on `conn`, which must be inside the transaction that made the change the
     /// event records, so that the log never shows a change that did not commit.
     async fn append_event(
@@ -45,9 +52,11 @@ pub(crate) trait Dialect: sqlx::Database {
 }
 
 macro_rules! impl_dialect {
-    ($db:ty, settled: $settled:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
+    ($db:ty, settled: $settled:expr, after: $after:expr, order: $order:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
         impl Dialect for $db {
             const SETTLED_EVENTS: &'static str = $settled;
+            const AFTER_POSITION: &'static str = $after;
+            const LOG_ORDER: &'static str = $order;
 
             async fn append_event(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -127,6 +136,9 @@ macro_rules! impl_dialect {
 impl_dialect!(
     Sqlite,
     settled: "TRUE",
+    // `tx` is always 0 here: ids alone are the order, and the rowid seeks straight to them.
+    after: "e.id > $2 AND e.tx >= $1",
+    order: "e.id",
     for_update_of: |_: &str| String::new(),
     skip_locked: |_: &str| String::new(),
     lock_key: None::<&str>
@@ -143,6 +155,8 @@ impl_dialect!(
         FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
         WHERE x NOT IN (SELECT a.backend_xid::text::xid8 FROM pg_stat_activity a \
         WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()))",
+    after: "(e.tx, e.id) > ($1, $2)",
+    order: "e.tx, e.id",
     for_update_of: |alias: &str| format!(" FOR UPDATE OF {alias}"),
     skip_locked: |alias: &str| format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
     // 64-bit hash of the key; a collision only makes two unrelated wamids wait for each other.
