@@ -246,19 +246,34 @@ macro_rules! impl_ingest {
                 phone: Option<&PhoneE164>,
                 bsuid: Option<&str>,
             ) -> Result<Option<ContactState>, StoreError> {
-                // Phone first, then bsuid: both are unique per workspace, so at most two rows
-                // match, each through its unique index.
-                let row: Option<ContactRow> = sqlx::query_as(&format!(
-                    "SELECT {CONTACT_COLUMNS} FROM contacts \
-                     WHERE workspace_id = $1 AND (phone = $2 OR bsuid = $3) \
-                     ORDER BY CASE WHEN phone = $2 THEN 0 ELSE 1 END LIMIT 1"
-                ))
-                .bind(workspace_id.as_uuid())
-                .bind(phone.map(PhoneE164::as_str))
-                .bind(bsuid)
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(from_sqlx)?;
+                // Phone first, then bsuid, each one seek of its unique index. (One statement with
+                // `phone = $2 OR bsuid = $3` let SQLite, with statistics, walk the workspace's
+                // contacts instead: 15-20 ms per delivery at 100,000 contacts.)
+                let by = |column: &'static str| {
+                    format!(
+                        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE workspace_id = $1 AND {column} = $2"
+                    )
+                };
+                if let Some(phone) = phone {
+                    let row: Option<ContactRow> = sqlx::query_as(&by("phone"))
+                        .bind(workspace_id.as_uuid())
+                        .bind(phone.as_str())
+                        .fetch_optional(&mut *self.tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                    if let Some(row) = row {
+                        return ContactState::try_from(row).map(Some);
+                    }
+                }
+                let Some(bsuid) = bsuid else {
+                    return Ok(None);
+                };
+                let row: Option<ContactRow> = sqlx::query_as(&by("bsuid"))
+                    .bind(workspace_id.as_uuid())
+                    .bind(bsuid)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(from_sqlx)?;
                 row.map(ContactState::try_from).transpose()
             }
 
