@@ -5,15 +5,16 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use inbox_domain::WorkspaceId;
 use inbox_domain::token::TokenHash;
-use inbox_domain::user::{Actor, User};
+use inbox_domain::user::{Actor, Principal, User};
 use inbox_domain::workspace::Workspace;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The authenticated user behind a request's bearer token.
+/// The authenticated user behind a request's bearer token, with their memberships: one query
+/// per request answers both "who is this" and "what may they do in the workspace they name".
 #[derive(Clone, Debug)]
-pub struct Caller(pub User);
+pub struct Caller(pub Principal);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -29,32 +30,51 @@ impl FromRequestParts<AppState> for Caller {
             })
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let user = state
+        let principal = state
             .repo
             .authenticate(&TokenHash::of(token))
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Self(user))
+        Ok(Self(principal))
     }
 }
 
 impl Caller {
-    /// The workspace named by `reference` (slug or id) and the caller's role in it.
+    /// The user.
+    #[must_use]
+    pub fn user(&self) -> &User {
+        &self.0.user
+    }
+
+    /// The caller's role in the workspace named by `reference` (slug or id), with no query.
     ///
     /// # Errors
     /// `Forbidden` when the workspace does not exist or the caller is not a member: the two are
     /// answered alike so that workspace slugs cannot be probed.
-    pub async fn in_workspace(
+    pub fn in_workspace(&self, reference: &str) -> Result<Actor, ApiError> {
+        self.0
+            .membership(reference)
+            .map(|m| self.0.actor(m))
+            .ok_or_else(not_a_member)
+    }
+
+    /// The workspace named by `reference` (slug or id) and the caller's role in it, for routes
+    /// that need the workspace's settings.
+    ///
+    /// # Errors
+    /// `Forbidden` as [`Caller::in_workspace`]; a workspace deleted since authentication is
+    /// answered alike.
+    pub async fn workspace(
         &self,
         state: &AppState,
         reference: &str,
     ) -> Result<(Workspace, Actor), ApiError> {
-        let workspace = match reference.parse::<WorkspaceId>() {
-            Ok(id) => state.repo.workspace_by_id(id).await?,
-            Err(_) => state.repo.workspace_by_slug(reference).await?,
-        }
-        .ok_or_else(not_a_member)?;
-        let actor = self.actor(state, workspace.id).await?;
+        let actor = self.in_workspace(reference)?;
+        let workspace = state
+            .repo
+            .workspace_by_id(actor.workspace_id)
+            .await?
+            .ok_or_else(not_a_member)?;
         Ok((workspace, actor))
     }
 
@@ -62,39 +82,19 @@ impl Caller {
     ///
     /// # Errors
     /// `Forbidden` when the caller is not a member.
-    pub async fn actor(
-        &self,
-        state: &AppState,
-        workspace_id: WorkspaceId,
-    ) -> Result<Actor, ApiError> {
-        let membership = state
-            .repo
-            .membership(workspace_id, self.0.id)
-            .await?
-            .ok_or_else(not_a_member)?;
-        Ok(Actor {
-            user_id: self.0.id,
-            workspace_id,
-            role: membership.role,
-        })
+    pub fn actor(&self, workspace_id: WorkspaceId) -> Result<Actor, ApiError> {
+        self.0
+            .membership_of(workspace_id)
+            .map(|m| self.0.actor(m))
+            .ok_or_else(not_a_member)
     }
 
     /// The caller as an actor in each workspace they belong to, for routes on one resource:
     /// the resource is looked for in these workspaces only, so an id from a workspace the
     /// caller is not in is simply not found (a 404, never a hint that it exists).
-    ///
-    /// # Errors
-    /// Only storage failures.
-    pub async fn actors(&self, state: &AppState) -> Result<Vec<Actor>, ApiError> {
-        let memberships = state.repo.memberships_of(self.0.id).await?;
-        Ok(memberships
-            .into_iter()
-            .map(|m| Actor {
-                user_id: self.0.id,
-                workspace_id: m.workspace_id,
-                role: m.role,
-            })
-            .collect())
+    #[must_use]
+    pub fn actors(&self) -> Vec<Actor> {
+        self.0.memberships.iter().map(|m| self.0.actor(m)).collect()
     }
 }
 

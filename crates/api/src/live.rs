@@ -248,7 +248,7 @@ pub async fn events(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let (_, actor) = caller.in_workspace(&state, &query.workspace).await?;
+    let actor = caller.in_workspace(&query.workspace)?;
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(
             value

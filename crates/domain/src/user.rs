@@ -97,6 +97,49 @@ pub struct MembershipSummary {
     pub role: Role,
 }
 
+/// Who a presented API token belongs to: the user, and every workspace they are a member of
+/// (ordered by slug). Read in one query per request, so that checking the caller's role in the
+/// workspace a request names costs no further query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's user.
+    pub user: User,
+    /// Their memberships.
+    pub memberships: Vec<MembershipSummary>,
+}
+
+impl Principal {
+    /// The membership of the workspace named by `reference`: its id, or its slug exactly.
+    #[must_use]
+    pub fn membership(&self, reference: &str) -> Option<&MembershipSummary> {
+        match reference.parse::<WorkspaceId>() {
+            Ok(id) => self.membership_of(id),
+            Err(_) => self
+                .memberships
+                .iter()
+                .find(|m| m.workspace_slug.as_str() == reference),
+        }
+    }
+
+    /// The membership of a workspace by id.
+    #[must_use]
+    pub fn membership_of(&self, workspace_id: WorkspaceId) -> Option<&MembershipSummary> {
+        self.memberships
+            .iter()
+            .find(|m| m.workspace_id == workspace_id)
+    }
+
+    /// The user acting in one of their workspaces.
+    #[must_use]
+    pub fn actor(&self, membership: &MembershipSummary) -> Actor {
+        Actor {
+            user_id: self.user.id,
+            workspace_id: membership.workspace_id,
+            role: membership.role,
+        }
+    }
+}
+
 /// A workspace member with their user, as the members list shows them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {

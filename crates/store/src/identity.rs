@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use inbox_domain::ports::{IdentityRepository, StoreError};
 use inbox_domain::token::{ApiToken, TokenHash};
-use inbox_domain::user::{Member, Membership, MembershipSummary, NewUser, Role, User};
+use inbox_domain::user::{Member, Membership, MembershipSummary, NewUser, Principal, Role, User};
 use inbox_domain::{Timestamp, TokenId, UserId, WorkspaceId};
 use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
@@ -17,7 +17,8 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
 
-/// A token's owner, and when the token was last recorded as used.
+/// A token's owner, when the token was last recorded as used, and one of the owner's
+/// memberships (`NULL`s when they have none): one row per membership.
 #[derive(sqlx::FromRow)]
 struct AuthRow {
     token_id: Uuid,
@@ -26,6 +27,28 @@ struct AuthRow {
     name: String,
     email: Option<String>,
     created_at: i64,
+    workspace_id: Option<Uuid>,
+    slug: Option<String>,
+    workspace_name: Option<String>,
+    role: Option<String>,
+}
+
+impl AuthRow {
+    fn membership(self) -> Result<Option<MembershipSummary>, StoreError> {
+        let (Some(workspace_id), Some(slug), Some(name), Some(role)) =
+            (self.workspace_id, self.slug, self.workspace_name, self.role)
+        else {
+            return Ok(None);
+        };
+        MembershipSummaryRow {
+            workspace_id,
+            slug,
+            name,
+            role,
+        }
+        .try_into()
+        .map(Some)
+    }
 }
 
 macro_rules! impl_identity {
@@ -173,34 +196,47 @@ macro_rules! impl_identity {
                 Ok(row.into())
             }
 
-            async fn authenticate(&self, hash: &TokenHash) -> Result<Option<User>, StoreError> {
-                let row: Option<AuthRow> = sqlx::query_as(
-                    "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.email, u.created_at \
+            async fn authenticate(
+                &self,
+                hash: &TokenHash,
+            ) -> Result<Option<Principal>, StoreError> {
+                let rows: Vec<AuthRow> = sqlx::query_as(
+                    "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.email, u.created_at, \
+                            w.id AS workspace_id, w.slug, w.name AS workspace_name, m.role \
                      FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+                     LEFT JOIN memberships m ON m.user_id = u.id \
+                     LEFT JOIN workspaces w ON w.id = m.workspace_id \
+                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
+                     ORDER BY w.slug",
                 )
                 .bind(hash.as_bytes().as_slice())
-                .fetch_optional(&self.read)
+                .fetch_all(&self.read)
                 .await
                 .map_err(from_sqlx)?;
-                let Some(row) = row else {
+                let Some(first) = rows.first() else {
                     return Ok(None);
                 };
+                let (token_id, last_used_at) = (first.token_id, first.last_used_at);
+                let user = User {
+                    id: UserId::from_uuid(first.id),
+                    name: first.name.clone(),
+                    email: first.email.clone(),
+                    created_at: Timestamp::from_millis(first.created_at),
+                };
+                let mut memberships = Vec::with_capacity(rows.len());
+                for row in rows {
+                    memberships.extend(row.membership()?);
+                }
                 let now = Timestamp::now().as_millis();
-                if row.last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
+                if last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
                     sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
-                        .bind(row.token_id)
+                        .bind(token_id)
                         .bind(now)
                         .execute(&self.write)
                         .await
                         .map_err(from_sqlx)?;
                 }
-                Ok(Some(User {
-                    id: UserId::from_uuid(row.id),
-                    name: row.name,
-                    email: row.email,
-                    created_at: Timestamp::from_millis(row.created_at),
-                }))
+                Ok(Some(Principal { user, memberships }))
             }
 
             async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError> {

@@ -102,7 +102,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ContactList>, ApiError> {
-    let (_, actor) = caller.in_workspace(&state, &query.workspace).await?;
+    let actor = caller.in_workspace(&query.workspace)?;
     let query = ContactQuery::try_from(query)?;
     let page = state.repo.contacts(actor, query).await?;
     Ok(Json(ContactList {
@@ -229,7 +229,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<NewContactBody>,
 ) -> Result<(StatusCode, Json<ContactView>), ApiError> {
-    let (workspace, actor) = caller.in_workspace(&state, &body.workspace).await?;
+    let (workspace, actor) = caller.workspace(&state, &body.workspace).await?;
     let new = body.into_new(workspace.default_country)?;
     let phone = new.phone.clone();
     match state.repo.create_contact(actor, new).await {
@@ -278,7 +278,7 @@ async fn locate(
     caller: &Caller,
     id: ContactId,
 ) -> Result<(Actor, Contact), ApiError> {
-    for actor in caller.actors(state).await? {
+    for actor in caller.actors() {
         if let Some(contact) = state.repo.contact(actor, id).await? {
             return Ok((actor, contact));
         }
@@ -497,7 +497,7 @@ pub async fn by_phone(
     caller: Caller,
     ApiQuery(query): ApiQuery<ByPhoneQuery>,
 ) -> Result<Json<ByPhoneResponse>, ApiError> {
-    let (workspace, actor) = caller.in_workspace(&state, &query.workspace).await?;
+    let (workspace, actor) = caller.workspace(&state, &query.workspace).await?;
     let phone = phone(&query.phone, workspace.default_country)?;
     let lookup = state.repo.contact_by_phone(actor, &phone).await?;
     Ok(Json(match lookup {

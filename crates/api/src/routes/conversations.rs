@@ -120,7 +120,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let (_, actor) = caller.in_workspace(&state, &query.workspace).await?;
+    let actor = caller.in_workspace(&query.workspace)?;
     let query = query.into_query(Timestamp::now())?;
     let page = state.repo.conversations(actor, query).await?;
     Ok(Json(ConversationList {
@@ -208,7 +208,7 @@ pub async fn counts(
     caller: Caller,
     ApiQuery(query): ApiQuery<CountsQuery>,
 ) -> Result<Json<CountsView>, ApiError> {
-    let (_, actor) = caller.in_workspace(&state, &query.workspace).await?;
+    let actor = caller.in_workspace(&query.workspace)?;
     let counts = state
         .repo
         .conversation_counts(actor, Timestamp::now())
@@ -226,20 +226,21 @@ pub(crate) async fn locate(
     id: ConversationId,
 ) -> Result<(Actor, Conversation), ApiError> {
     let not_found = || ApiError::NotFound("Conversation");
-    let workspace_id = state
-        .repo
-        .conversation_workspace(id)
-        .await?
-        .ok_or_else(not_found)?;
     // A conversation in a workspace the caller is not in is answered like one that does not
-    // exist: ids must not reveal what other tenants hold.
-    let actor = caller
-        .actor(state, workspace_id)
-        .await
-        .map_err(|e| match e {
-            ApiError::Forbidden(_) => not_found(),
-            other => other,
-        })?;
+    // exist: ids must not reveal what other tenants hold. Most callers belong to one
+    // workspace, and the conversation read below is scoped to it, so only callers of several
+    // workspaces need to look up which one holds the conversation first.
+    let actor = match caller.actors().as_slice() {
+        [only] => *only,
+        _ => {
+            let workspace_id = state
+                .repo
+                .conversation_workspace(id)
+                .await?
+                .ok_or_else(not_found)?;
+            caller.actor(workspace_id).map_err(|_| not_found())?
+        }
+    };
     let conversation = state
         .repo
         .conversation(actor, id)

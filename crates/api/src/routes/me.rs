@@ -1,11 +1,9 @@
 //! `GET /api/me`: who the token belongs to and where they are a member.
 
 use axum::Json;
-use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::views::{UserView, WorkspaceRef};
@@ -40,20 +38,18 @@ pub struct MembershipView {
         (status = 401, description = "No, unknown or revoked token", body = ErrorBody),
     )
 )]
-pub async fn me(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<MeResponse>, ApiError> {
-    let memberships = state.repo.memberships_of(caller.0.id).await?;
+pub async fn me(caller: Caller) -> Result<Json<MeResponse>, ApiError> {
     Ok(Json(MeResponse {
-        user: UserView::from(&caller.0),
-        memberships: memberships
-            .into_iter()
+        user: UserView::from(caller.user()),
+        memberships: caller
+            .0
+            .memberships
+            .iter()
             .map(|m| MembershipView {
                 workspace: WorkspaceRef {
                     id: m.workspace_id.as_uuid(),
                     slug: m.workspace_slug.as_str().to_owned(),
-                    name: m.workspace_name,
+                    name: m.workspace_name.clone(),
                 },
                 role: m.role.as_str().to_owned(),
             })

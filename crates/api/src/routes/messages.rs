@@ -107,7 +107,7 @@ pub async fn send_message(
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let user_id = caller.0.id;
+    let user_id = caller.user().id;
     let request_hash = request_hash(&request)?;
     let conversation_id = ConversationId::from_uuid(request.conversation_id);
     // A repeat is answered as the first request was, whatever has changed since (the window may

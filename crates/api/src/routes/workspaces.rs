@@ -157,7 +157,7 @@ pub async fn get_workspace(
     caller: Caller,
     ApiPath(workspace): ApiPath<String>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    let (workspace, _) = caller.in_workspace(&state, &workspace).await?;
+    let (workspace, _) = caller.workspace(&state, &workspace).await?;
     Ok(Json(WorkspaceView::from(&workspace)))
 }
 
@@ -184,7 +184,7 @@ pub async fn patch_workspace(
     ApiPath(workspace): ApiPath<String>,
     ApiJson(body): ApiJson<WorkspacePatchBody>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    let (workspace, actor) = caller.in_workspace(&state, &workspace).await?;
+    let (workspace, actor) = caller.workspace(&state, &workspace).await?;
     if !actor.may_manage_workspace() {
         return Err(ApiError::Forbidden(
             "Only the workspace owner may change its settings.".to_owned(),
@@ -219,7 +219,7 @@ pub async fn members(
     caller: Caller,
     ApiPath(workspace): ApiPath<String>,
 ) -> Result<Json<MembersResponse>, ApiError> {
-    let (workspace, _) = caller.in_workspace(&state, &workspace).await?;
+    let (workspace, _) = caller.workspace(&state, &workspace).await?;
     let members = state.repo.members(workspace.id).await?;
     Ok(Json(MembersResponse {
         members: members

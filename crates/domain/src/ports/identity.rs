@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::ids::{TokenId, UserId, WorkspaceId};
 use crate::token::{ApiToken, TokenHash};
-use crate::user::{Member, Membership, MembershipSummary, NewUser, Role, User};
+use crate::user::{Member, Membership, MembershipSummary, NewUser, Principal, Role, User};
 
 /// Users, memberships and API tokens.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -68,12 +68,13 @@ pub trait IdentityRepository: Send + Sync {
         hash: &TokenHash,
     ) -> Result<ApiToken, StoreError>;
 
-    /// The user a presented token belongs to, `None` when the token is unknown or revoked.
-    /// Records `last_used_at` (at most about once a minute per token, to keep reads cheap).
+    /// The user a presented token belongs to, with their memberships, in one read; `None`
+    /// when the token is unknown or revoked. Records `last_used_at` (at most about once a
+    /// minute per token, to keep reads cheap).
     ///
     /// # Errors
     /// Only `Unavailable` or `Internal`.
-    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<User>, StoreError>;
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Principal>, StoreError>;
 
     /// Revokes a token; revoking twice is not an error.
     ///

@@ -39,7 +39,14 @@ pub async fn seeds_workspaces_users_and_threads_keeping_the_invariants(h: Harnes
         .await
         .expect("authenticate")
         .expect("the bulk token authenticates");
-    assert_eq!(user.id, member);
+    assert_eq!(user.user.id, member);
+    assert_eq!(
+        user.memberships
+            .iter()
+            .map(|m| m.workspace_id)
+            .collect::<Vec<_>>(),
+        [ws]
+    );
 
     let plan = BusyPlan {
         workspace_id: ws,

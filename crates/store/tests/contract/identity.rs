@@ -114,6 +114,36 @@ pub async fn memberships_are_listed_both_ways(h: Harness) {
         .collect();
     assert_eq!(summary, [("acme", Role::Owner), ("beta", Role::Member)]);
 
+    // A token carries the same memberships, read with the user in one query.
+    let generated = generate_token();
+    h.repo
+        .create_token(ana.id, "laptop", &generated.hash)
+        .await
+        .expect("token");
+    let principal = h
+        .repo
+        .authenticate(&generated.hash)
+        .await
+        .expect("auth")
+        .expect("ana's token");
+    assert_eq!(principal.user.id, ana.id);
+    assert_eq!(principal.memberships, mine);
+    assert_eq!(
+        principal.membership("beta").map(|m| m.role),
+        Some(Role::Member)
+    );
+    assert_eq!(
+        principal
+            .membership(&acme.id.to_string())
+            .map(|m| m.workspace_slug.as_str()),
+        Some("acme")
+    );
+    assert!(
+        principal.membership("ACME").is_none(),
+        "slugs match exactly"
+    );
+    assert!(principal.membership("gamma").is_none());
+
     let members = h.repo.members(acme.id).await.expect("members");
     let names: Vec<_> = members
         .iter()
@@ -152,7 +182,9 @@ pub async fn tokens_authenticate_until_revoked(h: Harness) {
         .authenticate(&TokenHash::of(generated.secret.expose()))
         .await
         .expect("auth");
-    assert_eq!(found.map(|u| u.id), Some(ana.id));
+    let found = found.expect("ana's token");
+    assert_eq!(found.user.id, ana.id);
+    assert!(found.memberships.is_empty(), "ana is in no workspace yet");
     assert!(
         h.repo
             .authenticate(&TokenHash::of("inbox_wrong"))
