@@ -417,6 +417,58 @@ async fn another_workspace_never_reaches_this_one(env: TestEnv) {
             }
         }
     }
+    // A user of both workspaces reaches each conversation through the workspace that holds
+    // it, with their role there: as acme's admin and bravo's owner they see all four; as
+    // acme's member (nothing assigned) and bravo's admin, only bravo's W.
+    let bravo_id = direct
+        .repo
+        .workspace_by_slug("bravo")
+        .await
+        .expect("read")
+        .expect("bravo")
+        .id;
+    let both = direct.person(acme_id, "acme admin", Role::Admin).await;
+    direct
+        .repo
+        .add_member(bravo_id, both.id, Role::Owner)
+        .await
+        .expect("bravo owner too");
+    for seeded in [w.x, w.y, w.z, w.w] {
+        for path in [
+            format!("/api/conversations/{}", seeded.conversation_id),
+            format!("/api/conversations/{}/messages", seeded.conversation_id),
+        ] {
+            let (status, body) = api.call(Method::GET, &path, Some(&both.token), None).await;
+            assert_eq!(status, 200, "GET {path}: {body}");
+        }
+    }
+    let both_member = direct.person(acme_id, "acme member", Role::Member).await;
+    direct
+        .repo
+        .add_member(bravo_id, both_member.id, Role::Admin)
+        .await
+        .expect("bravo admin too");
+    for (seeded, expected) in [(w.x, 404), (w.y, 404), (w.w, 200)] {
+        for path in [
+            format!("/api/conversations/{}", seeded.conversation_id),
+            format!("/api/conversations/{}/messages", seeded.conversation_id),
+        ] {
+            let (status, body) = api
+                .call(Method::GET, &path, Some(&both_member.token), None)
+                .await;
+            assert_eq!(status, expected, "GET {path}: {body}");
+        }
+        let (status, _) = api
+            .call(
+                Method::POST,
+                &format!("/api/conversations/{}/read", seeded.conversation_id),
+                Some(&both_member.token),
+                None,
+            )
+            .await;
+        assert_eq!(status, expected);
+    }
+
     // Nothing above changed acme.
     let x = direct
         .repo

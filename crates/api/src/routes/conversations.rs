@@ -225,28 +225,40 @@ pub(crate) async fn locate(
     caller: &Caller,
     id: ConversationId,
 ) -> Result<(Actor, Conversation), ApiError> {
-    let not_found = || ApiError::NotFound("Conversation");
-    // A conversation in a workspace the caller is not in is answered like one that does not
-    // exist: ids must not reveal what other tenants hold. Most callers belong to one
-    // workspace, and the conversation read below is scoped to it, so only callers of several
-    // workspaces need to look up which one holds the conversation first.
-    let actor = match caller.actors().as_slice() {
-        [only] => *only,
-        _ => {
-            let workspace_id = state
-                .repo
-                .conversation_workspace(id)
-                .await?
-                .ok_or_else(not_found)?;
-            caller.actor(workspace_id).map_err(|_| not_found())?
-        }
-    };
+    let actor = conversation_actor(state, caller, id).await?;
     let conversation = state
         .repo
         .conversation(actor, id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or(ApiError::NotFound("Conversation"))?;
     Ok((actor, conversation))
+}
+
+/// The caller as an actor in the workspace that holds a conversation, for routes whose port
+/// call checks the conversation's existence and visibility itself (and answers `NotFound`).
+///
+/// A conversation in a workspace the caller is not in is answered like one that does not
+/// exist: ids must not reveal what other tenants hold. Most callers belong to one workspace,
+/// and every conversation read is scoped to the actor's workspace, so only callers of several
+/// workspaces need to look up which one holds the conversation first.
+///
+/// # Errors
+/// `NotFound` when the conversation is in none of the caller's workspaces.
+async fn conversation_actor(
+    state: &AppState,
+    caller: &Caller,
+    id: ConversationId,
+) -> Result<Actor, ApiError> {
+    let not_found = || ApiError::NotFound("Conversation");
+    if let [only] = caller.actors().as_slice() {
+        return Ok(*only);
+    }
+    let workspace_id = state
+        .repo
+        .conversation_workspace(id)
+        .await?
+        .ok_or_else(not_found)?;
+    caller.actor(workspace_id).map_err(|_| not_found())
 }
 
 /// Storage's "not found" on a conversation action, named for the client.
@@ -353,7 +365,7 @@ pub async fn messages(
 ) -> Result<Json<MessageList>, ApiError> {
     let id = ConversationId::from_uuid(id);
     let query = ThreadQuery::try_from(params)?;
-    let (actor, _) = locate(&state, &caller, id).await?;
+    let actor = conversation_actor(&state, &caller, id).await?;
     let page = state
         .repo
         .messages(actor, id, query)
@@ -403,7 +415,7 @@ pub async fn assign(
         .assigned_to
         .ok_or_else(|| ApiError::invalid("assigned_to", "missing field `assigned_to`"))?
         .map(UserId::from_uuid);
-    let (actor, _) = locate(&state, &caller, id).await?;
+    let actor = conversation_actor(&state, &caller, id).await?;
     match state.repo.assign_conversation(actor, id, assignee).await {
         Ok(conversation) => Ok(Json(ConversationView::from(&conversation))),
         Err(ActionError::Forbidden) => Err(ApiError::Forbidden(
@@ -464,7 +476,7 @@ pub async fn handover(
     ApiJson(body): ApiJson<HandoverBody>,
 ) -> Result<Json<HandoverResponse>, ApiError> {
     let id = ConversationId::from_uuid(id);
-    let (actor, _) = locate(&state, &caller, id).await?;
+    let actor = conversation_actor(&state, &caller, id).await?;
     let (conversation, kapso) = handover::handover(&state, actor, id, body.ai_paused)
         .await
         .map_err(action_error)?;
@@ -519,7 +531,7 @@ pub async fn read(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ConversationView>, ApiError> {
     let id = ConversationId::from_uuid(id);
-    let (actor, _) = locate(&state, &caller, id).await?;
+    let actor = conversation_actor(&state, &caller, id).await?;
     let conversation = state
         .repo
         .mark_read(actor, id)
@@ -561,7 +573,7 @@ pub async fn set_status(
 ) -> Result<Json<ConversationView>, ApiError> {
     let id = ConversationId::from_uuid(id);
     let status: ConversationStatus = body.status.parse()?;
-    let (actor, _) = locate(&state, &caller, id).await?;
+    let actor = conversation_actor(&state, &caller, id).await?;
     let conversation = state
         .repo
         .set_status(actor, id, status)
