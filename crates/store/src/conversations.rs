@@ -731,13 +731,9 @@ macro_rules! impl_conversations {
             ) -> Result<Option<Conversation>, StoreError> {
                 let mut conn = self.read.acquire().await.map_err(from_sqlx)?;
                 let row = Self::conversation_row(&mut *conn, actor.workspace_id, id).await?;
-                row.map(Conversation::try_from)
-                    .transpose()
-                    .map(|c| {
-                        c.filter(|c| {
-                            actor.sees_conversation(c.assigned_to, c.contact.assigned_to)
-                        })
-                    })
+                row.map(Conversation::try_from).transpose().map(|c| {
+                    c.filter(|c| actor.sees_conversation(c.assigned_to, c.contact.assigned_to))
+                })
             }
 
             async fn conversations(
@@ -819,34 +815,51 @@ macro_rules! impl_conversations {
                 query: ThreadQuery,
             ) -> Result<Option<MessagePage>, StoreError> {
                 let mut conn = self.read.acquire().await.map_err(from_sqlx)?;
-                let assignment: Option<AssignmentRow> = sqlx::query_as(
-                    "SELECT contact_id, assigned_to, contact_assigned_to FROM conversations \
-                     WHERE id = $1 AND workspace_id = $2",
-                )
-                .bind(conversation_id.as_uuid())
-                .bind(actor.workspace_id.as_uuid())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(from_sqlx)?;
-                if !assignment.is_some_and(|a| a.visible_to(&actor)) {
-                    return Ok(None);
-                }
                 let limit = usize::from(query.limit.get());
                 let (condition, order, bound) = match query.position {
                     ThreadPosition::Newest => ("seq < $2", "DESC", i64::MAX),
                     ThreadPosition::Before(seq) => ("seq < $2", "DESC", seq),
                     ThreadPosition::After(seq) => ("seq > $2", "ASC", seq),
                 };
-                let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+                // The visibility check rides along as an uncorrelated EXISTS (evaluated once),
+                // so a thread page is one round trip; only an empty page needs a second look
+                // to tell an empty thread from one the actor may not see.
+                let visible = match actor.visibility() {
+                    Visibility::All => "",
+                    Visibility::AssignedTo(_) => {
+                        " AND (c.assigned_to = $5 OR c.contact_assigned_to = $5)"
+                    }
+                };
+                let sql = format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages \
-                     WHERE conversation_id = $1 AND {condition} ORDER BY seq {order} LIMIT $3"
-                ))
-                .bind(conversation_id.as_uuid())
-                .bind(bound)
-                .bind(i64::from(query.limit.get()) + 1)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(from_sqlx)?;
+                     WHERE conversation_id = $1 AND {condition} \
+                       AND EXISTS (SELECT 1 FROM conversations c \
+                                   WHERE c.id = $1 AND c.workspace_id = $4{visible}) \
+                     ORDER BY seq {order} LIMIT $3"
+                );
+                let mut page = sqlx::query_as(&sql)
+                    .bind(conversation_id.as_uuid())
+                    .bind(bound)
+                    .bind(i64::from(query.limit.get()) + 1)
+                    .bind(actor.workspace_id.as_uuid());
+                if !visible.is_empty() {
+                    page = page.bind(actor.user_id.as_uuid());
+                }
+                let rows: Vec<MessageRow> = page.fetch_all(&mut *conn).await.map_err(from_sqlx)?;
+                if rows.is_empty() {
+                    let assignment: Option<AssignmentRow> = sqlx::query_as(
+                        "SELECT contact_id, assigned_to, contact_assigned_to FROM conversations \
+                         WHERE id = $1 AND workspace_id = $2",
+                    )
+                    .bind(conversation_id.as_uuid())
+                    .bind(actor.workspace_id.as_uuid())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(from_sqlx)?;
+                    if !assignment.is_some_and(|a| a.visible_to(&actor)) {
+                        return Ok(None);
+                    }
+                }
                 let has_more = rows.len() > limit;
                 let mut messages = rows
                     .into_iter()

@@ -162,4 +162,17 @@ pub async fn threads_follow_conversation_visibility(h: Harness) {
             .expect("read"),
         None
     );
+    // A thread with no messages yet is an empty page, not a missing conversation.
+    let empty = h
+        .seed
+        .seed_conversations(team.ws, vec![SeedConversation::new(contact(3, "Quiet"))])
+        .await
+        .expect("seed")[0];
+    let page = h
+        .repo
+        .messages(team.owner, empty.conversation_id, newest)
+        .await
+        .expect("read")
+        .expect("an empty thread");
+    assert!(page.messages.is_empty() && !page.has_more);
 }
