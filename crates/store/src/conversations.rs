@@ -44,9 +44,7 @@ use uuid::Uuid;
 use crate::Store;
 use crate::error::from_sqlx;
 use crate::events::Dialect;
-use crate::query::{
-    Arg, ListDialect, START_ID, START_KEY, Sql, bind_all, bind_args, search_condition,
-};
+use crate::query::{Arg, ListDialect, START_ID, START_KEY, Sql, bind_all, search_condition};
 use crate::rows::corrupt;
 
 /// Columns of a conversation joined with its contact (`c`, `k`), as [`ConversationRow`] reads
@@ -596,7 +594,6 @@ impl From<CountsRow> for ConversationCounts {
 /// A conversation's assignments, for visibility checks by id.
 #[derive(sqlx::FromRow)]
 struct AssignmentRow {
-    contact_id: Uuid,
     assigned_to: Option<Uuid>,
     contact_assigned_to: Option<Uuid>,
 }
@@ -648,42 +645,50 @@ macro_rules! impl_conversations {
                 change: Change,
             ) -> Result<Conversation, ActionError> {
                 let mut tx = self.write.begin().await.map_err(from_sqlx)?;
-                let assignment: Option<AssignmentRow> = sqlx::query_as(
-                    "SELECT contact_id, assigned_to, contact_assigned_to FROM conversations \
-                     WHERE id = $1 AND workspace_id = $2",
-                )
-                .bind(id.as_uuid())
-                .bind(actor.workspace_id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-                let Some(assignment) = assignment.filter(|a| a.visible_to(&actor)) else {
-                    return Err(StoreError::NotFound.into());
+                // Why an action matched no row, in the order the API answers: a conversation
+                // the actor cannot see is not found, before anything about the change itself.
+                let refusal = async |tx: &mut sqlx::Transaction<'static, $db>,
+                                     otherwise: ActionError| {
+                    let assignment: Option<AssignmentRow> = sqlx::query_as(
+                        "SELECT assigned_to, contact_assigned_to \
+                         FROM conversations WHERE id = $1 AND workspace_id = $2",
+                    )
+                    .bind(id.as_uuid())
+                    .bind(actor.workspace_id.as_uuid())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                    Err(if assignment.is_some_and(|a| a.visible_to(&actor)) {
+                        otherwise
+                    } else {
+                        StoreError::NotFound.into()
+                    })
                 };
                 let now = Timestamp::now().as_millis();
                 let mut sql = Sql::default();
                 let id_arg = sql.arg(Arg::Uuid(id.as_uuid()));
+                let ws_arg = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
                 let now_arg = sql.arg(Arg::Int(now));
+                let mut condition = match actor.visibility() {
+                    Visibility::All => String::new(),
+                    Visibility::AssignedTo(me) => {
+                        let me = sql.arg(Arg::Uuid(me.as_uuid()));
+                        format!(" AND (assigned_to = {me} OR contact_assigned_to = {me})")
+                    }
+                };
                 let set = match change {
                     Change::Assign(assignee) => {
                         if !actor.may_assign_to(assignee) {
-                            return Err(ActionError::Forbidden);
+                            return refusal(&mut tx, ActionError::Forbidden).await;
                         }
                         match assignee {
                             Some(user) => {
-                                let is_member: bool = sqlx::query_scalar(
-                                    "SELECT EXISTS (SELECT 1 FROM memberships \
-                                     WHERE workspace_id = $1 AND user_id = $2)",
-                                )
-                                .bind(actor.workspace_id.as_uuid())
-                                .bind(user.as_uuid())
-                                .fetch_one(&mut *tx)
-                                .await
-                                .map_err(from_sqlx)?;
-                                if !is_member {
-                                    return Err(ActionError::AssigneeNotMember);
-                                }
-                                format!("assigned_to = {}", sql.arg(Arg::Uuid(user.as_uuid())))
+                                let user = sql.arg(Arg::Uuid(user.as_uuid()));
+                                condition.push_str(&format!(
+                                    " AND EXISTS (SELECT 1 FROM memberships \
+                                     WHERE workspace_id = {ws_arg} AND user_id = {user})"
+                                ));
+                                format!("assigned_to = {user}")
                             }
                             None => "assigned_to = NULL".to_owned(),
                         }
@@ -696,20 +701,27 @@ macro_rules! impl_conversations {
                         format!("status = {}", sql.arg(Arg::Text(status.as_str().into())))
                     }
                 };
+                // Check and change in one statement: the row lock makes the visibility check
+                // and the update atomic, and it is one round trip.
                 sql.text = format!(
-                    "UPDATE conversations SET {set}, updated_at = {now_arg} WHERE id = {id_arg}"
+                    "UPDATE conversations SET {set}, updated_at = {now_arg} \
+                     WHERE id = {id_arg} AND workspace_id = {ws_arg}{condition} \
+                     RETURNING contact_id"
                 );
-                bind_args(sqlx::query(&sql.text), sql.args)
-                    .execute(&mut *tx)
+                let changed: Option<(Uuid,)> = bind_all(sqlx::query_as(&sql.text), sql.args)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(from_sqlx)?;
+                let Some((contact_id,)) = changed else {
+                    return refusal(&mut tx, ActionError::AssigneeNotMember).await;
+                };
                 <$db as Dialect>::append_event(
                     &mut *tx,
                     &NewEvent {
                         workspace_id: actor.workspace_id,
                         kind: EventKind::ConversationUpdated,
                         conversation_id: Some(id),
-                        contact_id: Some(ContactId::from_uuid(assignment.contact_id)),
+                        contact_id: Some(ContactId::from_uuid(contact_id)),
                         message_id: None,
                     },
                 )
@@ -848,7 +860,7 @@ macro_rules! impl_conversations {
                 let rows: Vec<MessageRow> = page.fetch_all(&mut *conn).await.map_err(from_sqlx)?;
                 if rows.is_empty() {
                     let assignment: Option<AssignmentRow> = sqlx::query_as(
-                        "SELECT contact_id, assigned_to, contact_assigned_to FROM conversations \
+                        "SELECT assigned_to, contact_assigned_to FROM conversations \
                          WHERE id = $1 AND workspace_id = $2",
                     )
                     .bind(conversation_id.as_uuid())

@@ -7,7 +7,7 @@
 //! `INDEXED BY`, because without `ANALYZE` statistics its planner may prefer an index that does
 //! not deliver the order and then sort the whole tenant; PostgreSQL plans from its statistics.
 
-use sqlx::query::{Query, QueryAs};
+use sqlx::query::QueryAs;
 use sqlx::{Database, Encode, Type};
 use uuid::Uuid;
 
@@ -72,29 +72,6 @@ pub(crate) fn bind_all<'q, DB, O>(
     mut query: QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>,
     args: Vec<Arg>,
 ) -> QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>
-where
-    DB: Database,
-    Uuid: Encode<'q, DB> + Type<DB>,
-    i64: Encode<'q, DB> + Type<DB>,
-    String: Encode<'q, DB> + Type<DB>,
-    bool: Encode<'q, DB> + Type<DB>,
-{
-    for arg in args {
-        query = match arg {
-            Arg::Uuid(v) => query.bind(v),
-            Arg::Int(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-            Arg::Bool(v) => query.bind(v),
-        };
-    }
-    query
-}
-
-/// Binds `args` to a statement built from [`Sql::text`] that returns no rows.
-pub(crate) fn bind_args<'q, DB>(
-    mut query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
-    args: Vec<Arg>,
-) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
 where
     DB: Database,
     Uuid: Encode<'q, DB> + Type<DB>,
