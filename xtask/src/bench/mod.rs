@@ -361,28 +361,31 @@ async fn run_on(
 }
 
 /// The growth bar: the default list page's p99 now against the same backend's last `10k` run,
-/// when this is a bigger run and that report exists.
+/// when this is a bigger run and that report exists. Both are read at the growth probe's fixed
+/// rate (`http::GROWTH_RATE`), which every size sustains; reports from before the probe existed
+/// are compared at the bar's rate.
 fn growth(report: &mut Report, out_dir: &Path, kind: &str, scale: Scale) {
     if scale == Scale::K10 {
         return;
     }
-    let Some(now) = report
-        .details
-        .get("list")
-        .and_then(|l| l.pointer("/default/open/latency/p99_ms"))
-        .and_then(Value::as_f64)
-    else {
+    let p99 = |list: &Value, pointer: &str| list.pointer(pointer).and_then(Value::as_f64);
+    let Some(list) = report.details.get("list").cloned() else {
         return;
     };
     let small = out_dir.join(format!("report-{kind}-10k.json"));
-    let Some(before) = std::fs::read_to_string(&small)
+    let earlier = std::fs::read_to_string(&small)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| {
-            v.pointer("/scenarios/list/default/open/latency/p99_ms")
-                .and_then(Value::as_f64)
-        })
-    else {
+        .and_then(|v| v.pointer("/scenarios/list").cloned());
+    let pair = earlier.and_then(|before| {
+        const PROBE: &str = "/default/growth_probe/latency/p99_ms";
+        const BAR_RATE: &str = "/default/open/latency/p99_ms";
+        match (p99(&list, PROBE), p99(&before, PROBE)) {
+            (Some(now), Some(before)) => Some((now, before, "growth probe")),
+            _ => Some((p99(&list, BAR_RATE)?, p99(&before, BAR_RATE)?, "bar rate")),
+        }
+    });
+    let Some((now, before, rate)) = pair else {
         report.skip(
             "growth",
             format!("no earlier `--scale 10k` report at {}", small.display()),
@@ -392,7 +395,7 @@ fn growth(report: &mut Report, out_dir: &Path, kind: &str, scale: Scale) {
     if before > 0.0 {
         report.row(
             "growth",
-            format!("list p99 at {} / at 10k", scale.name()),
+            format!("list p99 at {} / at 10k ({rate})", scale.name()),
             now / before,
             "x",
             report::Bar::AtMostRatio(1.5),
