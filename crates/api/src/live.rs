@@ -4,9 +4,9 @@
 //! duplicate at the seam.
 //!
 //! Written for many streams on few cores: every stream that sends an event shares the one copy of
-//! its frame's bytes, a stream that wakes writes every frame waiting for it as one chunk (one
-//! write, not one per event), and the pump's heartbeat serves every stream, so an idle stream
-//! holds no timer of its own.
+//! its frame's bytes; streams are woken once per page the pump publishes, not once per event, and
+//! write every frame waiting for them as one chunk (one write, not one per event); and the pump's
+//! heartbeat serves every stream, so an idle stream holds no timer of its own.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -26,7 +26,7 @@ use inbox_domain::ports::{Repository, StoreError};
 use inbox_domain::user::Actor;
 use inbox_domain::{ContactId, ConversationId, EventId, MessageId, Timestamp, WorkspaceId};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{broadcast, watch};
 use utoipa::IntoParams;
 
@@ -82,6 +82,9 @@ enum Fanout {
 /// The process's single reader of the event log.
 pub struct LiveHub {
     fanout: broadcast::Sender<Fanout>,
+    /// Moves once the pump has put a page of events (or a heartbeat) into `fanout`. Streams wait
+    /// on this rather than on `fanout` itself, which would wake every stream for every event.
+    published: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -91,8 +94,12 @@ impl LiveHub {
     pub fn start(repo: Arc<dyn Repository>) -> Arc<Self> {
         let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
         let (shutdown, _) = watch::channel(false);
-        let hub = Arc::new(Self { fanout, shutdown });
-        tokio::spawn(pump(repo, hub.fanout.clone(), hub.shutdown.subscribe()));
+        let hub = Arc::new(Self {
+            fanout,
+            published: watch::Sender::new(0),
+            shutdown,
+        });
+        tokio::spawn(pump(repo, Arc::clone(&hub)));
         hub
     }
 
@@ -102,11 +109,12 @@ impl LiveHub {
     }
 }
 
-async fn pump(
-    repo: Arc<dyn Repository>,
-    fanout: broadcast::Sender<Fanout>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn pump(repo: Arc<dyn Repository>, hub: Arc<LiveHub>) {
+    let LiveHub {
+        fanout, published, ..
+    } = &*hub;
+    let publish = || published.send_modify(|n| *n = n.wrapping_add(1));
+    let mut shutdown = hub.shutdown.subscribe();
     let mut position = loop {
         match repo.log_head().await {
             Ok(head) => break head,
@@ -129,6 +137,7 @@ async fn pump(
             _ = heartbeat.tick() => {
                 // An error only means nobody is listening.
                 let _ = fanout.send(Fanout::Heartbeat);
+                publish();
                 continue;
             }
             _ = shutdown.changed() => return,
@@ -162,6 +171,7 @@ async fn pump(
                     // An error only means every receiver has gone; the next event finds out again.
                     let _ = fanout.send(Fanout::Event(Arc::new(LiveEvent { logged, frame })));
                 }
+                publish();
             }
             position = last;
             if !full {
@@ -313,6 +323,7 @@ pub async fn events(
     };
     // Subscribe before reading the log, so nothing written meanwhile falls between the two.
     let live = state.live.fanout.subscribe();
+    let published = state.live.published.subscribe();
     let shutdown = state.live.shutdown.subscribe();
     let (start, resync) = match resume {
         None => (state.repo.log_head().await?, false),
@@ -333,6 +344,7 @@ pub async fn events(
         replaying: true,
         resync,
         live,
+        published,
         shutdown,
         done: false,
     };
@@ -355,6 +367,7 @@ struct ClientStream {
     replaying: bool,
     resync: bool,
     live: broadcast::Receiver<Fanout>,
+    published: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     done: bool,
 }
@@ -378,14 +391,12 @@ impl ClientStream {
             }
         }
         loop {
-            let mut received = tokio::select! {
-                received = self.live.recv() => received,
-                _ = self.shutdown.changed() => return None,
-            };
-            // Everything else already waiting goes out in the same chunk.
+            // Mark the pump's pages seen before draining: a page published after this wakes the
+            // wait below, so nothing is left waiting in the receiver while the stream sleeps.
+            self.published.borrow_and_update();
             let mut chunk = Chunk::default();
-            loop {
-                match received {
+            while chunk.len() < CHUNK {
+                match self.live.try_recv() {
                     Ok(Fanout::Event(live)) => {
                         if live.logged.position > self.position {
                             self.position = live.logged.position;
@@ -395,7 +406,8 @@ impl ClientStream {
                         }
                     }
                     Ok(Fanout::Heartbeat) => chunk.push(Bytes::from_static(HEARTBEAT_FRAME)),
-                    Err(RecvError::Lagged(skipped)) => {
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(skipped)) => {
                         tracing::info!(
                             skipped,
                             "an event stream fell too far behind; cutting it off with resync"
@@ -404,25 +416,24 @@ impl ClientStream {
                         chunk.push(Bytes::from_static(RESYNC_FRAME));
                         break;
                     }
-                    Err(RecvError::Closed) => {
+                    Err(TryRecvError::Closed) => {
                         self.done = true;
                         break;
                     }
                 }
-                if chunk.len() >= CHUNK {
-                    break;
-                }
-                received = match self.live.try_recv() {
-                    Ok(next) => Ok(next),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Lagged(skipped)) => Err(RecvError::Lagged(skipped)),
-                    Err(TryRecvError::Closed) => Err(RecvError::Closed),
-                };
             }
             match chunk.into_bytes() {
                 Some(bytes) => return Some((Ok(bytes), self)),
                 None if self.done => return None,
                 None => {}
+            }
+            tokio::select! {
+                published = self.published.changed() => {
+                    if published.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.shutdown.changed() => return None,
             }
         }
     }
