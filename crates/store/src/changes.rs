@@ -23,7 +23,7 @@ const NOTIFY_COALESCE: Duration = Duration::from_millis(3);
 /// `PRAGMA data_version` on a connection of its own, which reads a counter in shared memory and
 /// touches no page: cheap enough to do often, so a commit in another process reaches live streams
 /// within a few milliseconds, and an idle process reads the log only when something committed.
-const SQLITE_POLL: Duration = Duration::from_millis(5);
+const SQLITE_POLL: Duration = Duration::from_millis(10);
 
 /// On PostgreSQL, a safety net: an event settles only when every older transaction has ended,
 /// and the transaction that ends last may write no event and so send no NOTIFY.
@@ -38,7 +38,7 @@ const RELISTEN_BACKOFF: Duration = Duration::from_millis(500);
 pub(crate) enum Remote {
     /// Poll the change counter of the SQLite database these options open: SQLite cannot notify
     /// across processes.
-    Sqlite(SqliteConnectOptions),
+    Sqlite(Box<SqliteConnectOptions>),
     /// LISTEN/NOTIFY on this pool's server.
     Postgres(PgPool),
 }
@@ -92,7 +92,10 @@ impl Changes {
     fn start(&self) {
         self.started.get_or_init(|| match &self.remote {
             Remote::Sqlite(options) => {
-                tokio::spawn(watch_data_version(options.clone(), self.version.clone()));
+                tokio::spawn(watch_data_version(
+                    (**options).clone(),
+                    self.version.clone(),
+                ));
             }
             Remote::Postgres(pool) => {
                 tokio::spawn(tick(self.version.clone(), POSTGRES_RECHECK));

@@ -73,6 +73,6 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         read,
         write,
         cipher: SecretCipher::new(key),
-        changes: Arc::new(Changes::new(Remote::Sqlite(options))),
+        changes: Arc::new(Changes::new(Remote::Sqlite(Box::new(options)))),
     })
 }
