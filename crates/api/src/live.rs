@@ -1,22 +1,32 @@
-//! The live inbox: one pump per process reads the event log as it grows, renders each event once,
-//! and fans it out in-process to every connected stream; each stream replays what its client
-//! missed from the log first, then follows the pump, with no gap and no duplicate at the seam.
+//! The live inbox: one pump per process reads the event log as it grows, renders each event once
+//! into its complete SSE frame, and fans it out in-process to every connected stream; each stream
+//! replays what its client missed from the log first, then follows the pump, with no gap and no
+//! duplicate at the seam.
+//!
+//! Written for many streams on few cores: every stream that sends an event shares the one copy of
+//! its frame's bytes; streams are woken once per page the pump publishes, not once per event, and
+//! write every frame waiting for them as one chunk (one write, not one per event); and the pump's
+//! heartbeat serves every stream, so an idle stream holds no timer of its own.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use inbox_domain::contact::Contact;
+use inbox_domain::conversation::Conversation;
 use inbox_domain::event::{ChangeToken, EventKind, LogPosition, LoggedEvent};
 use inbox_domain::message::Message;
-use inbox_domain::ports::Repository;
-use inbox_domain::user::{Actor, Role};
-use inbox_domain::{ContactId, ConversationId, EventId, MessageId, Timestamp, UserId, WorkspaceId};
+use inbox_domain::ports::{Repository, StoreError};
+use inbox_domain::user::Actor;
+use inbox_domain::{ContactId, ConversationId, EventId, MessageId, Timestamp, WorkspaceId};
 use serde::Deserialize;
+use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{broadcast, watch};
 use utoipa::IntoParams;
 
@@ -33,22 +43,48 @@ const FANOUT_CAPACITY: usize = 4096;
 /// Events read from the log per query.
 const PAGE: u32 = 256;
 
+/// How long the pump waits before retrying a failed read.
+const RETRY: Duration = Duration::from_millis(500);
+
 /// Comment lines keep idle connections open through proxies.
 const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The heartbeat: an empty SSE comment.
+const HEARTBEAT_FRAME: &[u8] = b":\n\n";
+
+/// Told to a stream whose resume point is gone or that fell too far behind.
+const RESYNC_FRAME: &[u8] = b"event: resync\ndata: {\"reason\":\"Events were missed; refetch the inbox and reconnect without Last-Event-ID.\"}\n\n";
+
+/// A stream that wakes with many frames waiting writes them in chunks of about this size, so one
+/// chunk never holds a whole backlog.
+const CHUNK: usize = 64 * 1024;
 
 /// An event rendered once for every stream.
 #[derive(Debug)]
 pub struct LiveEvent {
     /// The event with its position and current assignees (for visibility).
     pub logged: LoggedEvent,
-    /// `data:` of the SSE frame: the new state plus `workspace_id`; `None` when what the event
-    /// names no longer exists (a deleted contact).
-    pub data: Option<String>,
+    /// The complete SSE frame (`id:`, `event:` and `data:` lines, then a blank line), whose data
+    /// is the new state plus `workspace_id`; `None` when what the event names no longer exists
+    /// (a deleted contact).
+    pub frame: Option<Bytes>,
+}
+
+/// What the pump hands every stream.
+#[derive(Clone, Debug)]
+enum Fanout {
+    /// The next event of the log.
+    Event(Arc<LiveEvent>),
+    /// Time for a heartbeat comment.
+    Heartbeat,
 }
 
 /// The process's single reader of the event log.
 pub struct LiveHub {
-    fanout: broadcast::Sender<Arc<LiveEvent>>,
+    fanout: broadcast::Sender<Fanout>,
+    /// Moves once the pump has put a page of events (or a heartbeat) into `fanout`. Streams wait
+    /// on this rather than on `fanout` itself, which would wake every stream for every event.
+    published: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -58,8 +94,12 @@ impl LiveHub {
     pub fn start(repo: Arc<dyn Repository>) -> Arc<Self> {
         let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
         let (shutdown, _) = watch::channel(false);
-        let hub = Arc::new(Self { fanout, shutdown });
-        tokio::spawn(pump(repo, hub.fanout.clone(), hub.shutdown.subscribe()));
+        let hub = Arc::new(Self {
+            fanout,
+            published: watch::Sender::new(0),
+            shutdown,
+        });
+        tokio::spawn(pump(repo, Arc::clone(&hub)));
         hub
     }
 
@@ -69,27 +109,37 @@ impl LiveHub {
     }
 }
 
-async fn pump(
-    repo: Arc<dyn Repository>,
-    fanout: broadcast::Sender<Arc<LiveEvent>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn pump(repo: Arc<dyn Repository>, hub: Arc<LiveHub>) {
+    let LiveHub {
+        fanout, published, ..
+    } = &*hub;
+    let publish = || published.send_modify(|n| *n = n.wrapping_add(1));
+    let mut shutdown = hub.shutdown.subscribe();
     let mut position = loop {
         match repo.log_head().await {
             Ok(head) => break head,
             Err(e) => {
                 tracing::warn!(error = %e, "live pump cannot read the log head; retrying");
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = tokio::time::sleep(RETRY) => {}
                     _ = shutdown.changed() => return,
                 }
             }
         }
     };
     let mut token = ChangeToken::default();
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             next = repo.wait_for_change(token) => token = next,
+            _ = heartbeat.tick() => {
+                // An error only means nobody is listening.
+                let _ = fanout.send(Fanout::Heartbeat);
+                publish();
+                continue;
+            }
             _ = shutdown.changed() => return,
         }
         loop {
@@ -101,16 +151,29 @@ async fn pump(
                 }
             };
             let Some(last) = batch.last() else { break };
-            position = last.position;
+            let last = last.position;
             let full = batch.len() == PAGE as usize;
             // Nobody is listening: move on without rendering.
             if fanout.receiver_count() > 0 {
-                let rendered = render_batch(&*repo, &batch).await;
-                for (logged, data) in batch.into_iter().zip(rendered) {
+                let rendered = match render_batch(&*repo, &batch).await {
+                    Ok(rendered) => rendered,
+                    Err(e) => {
+                        // Read the same page again shortly: events are late, never lost.
+                        tracing::warn!(error = %e, "live pump cannot render events; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(RETRY) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                        continue;
+                    }
+                };
+                for (logged, frame) in batch.into_iter().zip(rendered) {
                     // An error only means every receiver has gone; the next event finds out again.
-                    let _ = fanout.send(Arc::new(LiveEvent { logged, data }));
+                    let _ = fanout.send(Fanout::Event(Arc::new(LiveEvent { logged, frame })));
                 }
+                publish();
             }
+            position = last;
             if !full {
                 break;
             }
@@ -118,89 +181,78 @@ async fn pump(
     }
 }
 
-/// The new state each event of a batch announces, as JSON with `workspace_id`, read with an
-/// owner's view (each stream applies its own caller's visibility afterwards). One query loads
-/// every message of the batch, and each conversation or contact is read once per batch, however
-/// many of its events the batch holds: bursts render in a few queries, not one per event.
-/// `None` for an event whose subject no longer exists (a deleted contact).
-async fn render_batch(repo: &dyn Repository, batch: &[LoggedEvent]) -> Vec<Option<String>> {
-    let mut message_ids: Vec<MessageId> = batch
-        .iter()
-        .filter(|l| {
-            matches!(
-                l.event.kind,
-                EventKind::MessageCreated | EventKind::MessageUpdated
-            )
-        })
-        .filter_map(|l| l.event.message_id)
-        .collect();
-    message_ids.sort_unstable();
-    message_ids.dedup();
-    let messages: HashMap<MessageId, Message> = match repo.messages_by_id(&message_ids).await {
-        Ok(found) => found.into_iter().map(|m| (m.id, m)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot load the messages of an event batch");
-            HashMap::new()
-        }
-    };
-    let mut conversations: HashMap<ConversationId, Option<serde_json::Value>> = HashMap::new();
-    let mut contacts: HashMap<ContactId, Option<serde_json::Value>> = HashMap::new();
-    let mut rendered = Vec::with_capacity(batch.len());
+/// The SSE frame of each event of a batch: its data is the new state the event announces, as
+/// JSON with `workspace_id`, read with an owner's view (each stream applies its own caller's
+/// visibility afterwards). One query each loads every message, conversation and contact the
+/// batch names, so bursts render in three queries, not one per event or subject. `None` for an
+/// event whose subject no longer exists (a deleted contact).
+///
+/// # Errors
+/// When a read fails: the caller retries or tells its clients to resync, never skips silently.
+async fn render_batch(
+    repo: &dyn Repository,
+    batch: &[LoggedEvent],
+) -> Result<Vec<Option<Bytes>>, StoreError> {
+    let mut message_ids: Vec<MessageId> = Vec::new();
+    let mut conversation_ids: Vec<ConversationId> = Vec::new();
+    let mut contact_ids: Vec<ContactId> = Vec::new();
     for logged in batch {
         let event = &logged.event;
-        let system = Actor {
-            user_id: UserId::from_uuid(uuid::Uuid::nil()),
-            workspace_id: event.workspace_id,
-            role: Role::Owner,
-        };
-        let state = match event.kind {
-            EventKind::ConversationCreated | EventKind::ConversationUpdated => {
-                match event.conversation_id {
-                    Some(id) => match conversations.get(&id) {
-                        Some(done) => done.clone(),
-                        None => {
-                            let view = repo
-                                .conversation(system, id)
-                                .await
-                                .unwrap_or_else(|e| {
-                                    tracing::warn!(error = %e, "cannot render a conversation event");
-                                    None
-                                })
-                                .and_then(|c| serde_json::to_value(ConversationView::from(&c)).ok());
-                            conversations.insert(id, view.clone());
-                            view
-                        }
-                    },
-                    None => None,
-                }
+        match event.kind {
+            EventKind::MessageCreated | EventKind::MessageUpdated => {
+                message_ids.extend(event.message_id);
             }
-            EventKind::MessageCreated | EventKind::MessageUpdated => event
-                .message_id
-                .and_then(|id| messages.get(&id))
-                .filter(|m| m.workspace_id == event.workspace_id)
-                .and_then(|m| serde_json::to_value(MessageView::from(m)).ok()),
-            EventKind::ContactUpdated => match event.contact_id {
-                Some(id) => match contacts.get(&id) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let view = repo
-                            .contact(system, id)
-                            .await
-                            .unwrap_or_else(|e| {
-                                tracing::warn!(error = %e, "cannot render a contact event");
-                                None
-                            })
-                            .and_then(|c| serde_json::to_value(ContactView::from(&c)).ok());
-                        contacts.insert(id, view.clone());
-                        view
-                    }
-                },
-                None => None,
-            },
-        };
-        rendered.push(state.and_then(|value| with_workspace(value, event.workspace_id)));
+            EventKind::ConversationCreated | EventKind::ConversationUpdated => {
+                conversation_ids.extend(event.conversation_id);
+            }
+            EventKind::ContactUpdated => contact_ids.extend(event.contact_id),
+        }
     }
-    rendered
+    let (message_ids, conversation_ids, contact_ids) = (
+        dedup(message_ids),
+        dedup(conversation_ids),
+        dedup(contact_ids),
+    );
+    let (messages, conversations, contacts) = tokio::try_join!(
+        repo.messages_by_id(&message_ids),
+        repo.conversations_by_id(&conversation_ids),
+        repo.contacts_by_id(&contact_ids),
+    )?;
+    let messages: HashMap<MessageId, Message> = messages.into_iter().map(|m| (m.id, m)).collect();
+    let conversations: HashMap<ConversationId, Conversation> =
+        conversations.into_iter().map(|c| (c.id, c)).collect();
+    let contacts: HashMap<ContactId, Contact> = contacts.into_iter().map(|c| (c.id, c)).collect();
+    Ok(batch
+        .iter()
+        .map(|logged| {
+            let event = &logged.event;
+            let state = match event.kind {
+                EventKind::ConversationCreated | EventKind::ConversationUpdated => event
+                    .conversation_id
+                    .and_then(|id| conversations.get(&id))
+                    .filter(|c| c.workspace_id == event.workspace_id)
+                    .and_then(|c| serde_json::to_value(ConversationView::from(c)).ok()),
+                EventKind::MessageCreated | EventKind::MessageUpdated => event
+                    .message_id
+                    .and_then(|id| messages.get(&id))
+                    .filter(|m| m.workspace_id == event.workspace_id)
+                    .and_then(|m| serde_json::to_value(MessageView::from(m)).ok()),
+                EventKind::ContactUpdated => event
+                    .contact_id
+                    .and_then(|id| contacts.get(&id))
+                    .filter(|c| c.workspace_id == event.workspace_id)
+                    .and_then(|c| serde_json::to_value(ContactView::from(c)).ok()),
+            };
+            let data = state.and_then(|value| with_workspace(value, event.workspace_id))?;
+            Some(event_frame(logged, &data))
+        })
+        .collect())
+}
+
+fn dedup<T: Ord>(mut ids: Vec<T>) -> Vec<T> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 fn with_workspace(value: serde_json::Value, workspace_id: WorkspaceId) -> Option<String> {
@@ -212,6 +264,16 @@ fn with_workspace(value: serde_json::Value, workspace_id: WorkspaceId) -> Option
         serde_json::Value::String(workspace_id.to_string()),
     );
     serde_json::to_string(&object).ok()
+}
+
+/// The SSE frame of an event. `data` is compact JSON, which escapes every line break inside
+/// strings, so it is always exactly one `data:` line.
+fn event_frame(logged: &LoggedEvent, data: &str) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        logged.event.id,
+        logged.event.kind.as_str()
+    ))
 }
 
 /// Query of `GET /api/events`.
@@ -247,7 +309,7 @@ pub async fn events(
     caller: Caller,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = caller.in_workspace(&query.workspace)?;
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(
@@ -261,6 +323,7 @@ pub async fn events(
     };
     // Subscribe before reading the log, so nothing written meanwhile falls between the two.
     let live = state.live.fanout.subscribe();
+    let published = state.live.published.subscribe();
     let shutdown = state.live.shutdown.subscribe();
     let (start, resync) = match resume {
         None => (state.repo.log_head().await?, false),
@@ -279,16 +342,20 @@ pub async fn events(
         actor,
         position: start,
         replaying: true,
-        pending: Vec::new(),
         resync,
         live,
+        published,
         shutdown,
         done: false,
     };
-    Ok(
-        Sse::new(futures::stream::unfold(stream, ClientStream::next))
-            .keep_alive(KeepAlive::new().interval(HEARTBEAT)),
-    )
+    let mut response = Response::new(Body::from_stream(futures::stream::unfold(
+        stream,
+        ClientStream::next,
+    )));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 /// One client's stream: replay from the log, then the pump's fan-out.
@@ -298,59 +365,82 @@ struct ClientStream {
     /// The last position sent (or skipped as invisible): nothing at or before it is sent again.
     position: LogPosition,
     replaying: bool,
-    /// Replayed frames not yet sent, oldest last.
-    pending: Vec<SseEvent>,
     resync: bool,
-    live: broadcast::Receiver<Arc<LiveEvent>>,
+    live: broadcast::Receiver<Fanout>,
+    published: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     done: bool,
 }
 
 impl ClientStream {
-    async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Self)> {
+    /// The next chunk of frames to write.
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         if self.done || *self.shutdown.borrow() {
             return None;
         }
-        if self.resync {
-            self.resync = false;
-            return Some((Ok(resync_frame()), self));
-        }
-        while self.replaying {
-            if let Some(frame) = self.pending.pop() {
-                return Some((Ok(frame), self));
+        loop {
+            if self.resync {
+                self.resync = false;
+                return Some((Ok(Bytes::from_static(RESYNC_FRAME)), self));
             }
-            self.replay_page().await;
+            if !self.replaying {
+                break;
+            }
+            if let Some(chunk) = self.replay_page().await {
+                return Some((Ok(chunk), self));
+            }
         }
         loop {
-            let received = tokio::select! {
-                received = self.live.recv() => received,
+            // Mark the pump's pages seen before draining: a page published after this wakes the
+            // wait below, so nothing is left waiting in the receiver while the stream sleeps.
+            self.published.borrow_and_update();
+            let mut chunk = Chunk::default();
+            while chunk.len() < CHUNK {
+                match self.live.try_recv() {
+                    Ok(Fanout::Event(live)) => {
+                        if live.logged.position > self.position {
+                            self.position = live.logged.position;
+                            if let Some(frame) = self.visible(&live.logged, live.frame.as_ref()) {
+                                chunk.push(frame);
+                            }
+                        }
+                    }
+                    Ok(Fanout::Heartbeat) => chunk.push(Bytes::from_static(HEARTBEAT_FRAME)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(skipped)) => {
+                        tracing::info!(
+                            skipped,
+                            "an event stream fell too far behind; cutting it off with resync"
+                        );
+                        self.done = true;
+                        chunk.push(Bytes::from_static(RESYNC_FRAME));
+                        break;
+                    }
+                    Err(TryRecvError::Closed) => {
+                        self.done = true;
+                        break;
+                    }
+                }
+            }
+            match chunk.into_bytes() {
+                Some(bytes) => return Some((Ok(bytes), self)),
+                None if self.done => return None,
+                None => {}
+            }
+            tokio::select! {
+                published = self.published.changed() => {
+                    if published.is_err() {
+                        return None;
+                    }
+                }
                 _ = self.shutdown.changed() => return None,
-            };
-            match received {
-                Ok(live) => {
-                    if live.logged.position <= self.position {
-                        continue;
-                    }
-                    self.position = live.logged.position;
-                    if let Some(frame) = frame(&self.actor, &live.logged, live.data.as_deref()) {
-                        return Some((Ok(frame), self));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::info!(
-                        skipped,
-                        "an event stream fell too far behind; cutting it off with resync"
-                    );
-                    self.done = true;
-                    return Some((Ok(resync_frame()), self));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
-    /// Reads the next page of missed events into `pending`; an empty page ends the replay.
-    async fn replay_page(&mut self) {
+    /// Reads the next page of missed events and returns its frames for this client as one
+    /// chunk (`None` when none is visible); an empty page ends the replay.
+    async fn replay_page(&mut self) -> Option<Bytes> {
         match self
             .repo
             .events_after(self.position, Some(self.actor.workspace_id), PAGE)
@@ -364,42 +454,86 @@ impl ClientStream {
                     .into_iter()
                     .filter(|logged| self.actor.sees_event(logged))
                     .collect();
-                let rendered = render_batch(&*self.repo, &visible).await;
-                let mut frames: Vec<SseEvent> = visible
-                    .iter()
-                    .zip(rendered)
-                    .filter_map(|(logged, data)| frame(&self.actor, logged, data.as_deref()))
-                    .collect();
-                frames.reverse();
-                self.pending = frames;
+                match render_batch(&*self.repo, &visible).await {
+                    Ok(rendered) => {
+                        let mut chunk = Chunk::default();
+                        for frame in rendered.into_iter().flatten() {
+                            chunk.push(frame);
+                        }
+                        chunk.into_bytes()
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot render replayed events; sending resync");
+                        self.replaying = false;
+                        self.resync = true;
+                        None
+                    }
+                }
             }
-            Ok(_) => self.replaying = false,
+            Ok(_) => {
+                self.replaying = false;
+                None
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot replay the event log; sending resync");
                 self.replaying = false;
                 self.resync = true;
+                None
             }
         }
     }
-}
 
-/// The SSE frame of an event, if this actor may see it and it still has a state to show.
-fn frame(actor: &Actor, logged: &LoggedEvent, data: Option<&str>) -> Option<SseEvent> {
-    if !actor.sees_event(logged) {
-        return None;
+    /// The frame of an event, if this client may see it and it still has a state to show.
+    fn visible(&self, logged: &LoggedEvent, frame: Option<&Bytes>) -> Option<Bytes> {
+        if !self.actor.sees_event(logged) {
+            return None;
+        }
+        frame.cloned()
     }
-    Some(
-        SseEvent::default()
-            .id(logged.event.id.to_string())
-            .event(logged.event.kind.as_str())
-            .data(data?),
-    )
 }
 
-fn resync_frame() -> SseEvent {
-    SseEvent::default()
-        .event("resync")
-        .data(r#"{"reason":"Events were missed; refetch the inbox and reconnect without Last-Event-ID."}"#)
+/// Frames gathered into one write. A single frame is passed on as it is, shared with every other
+/// stream; several are copied into one buffer.
+#[derive(Default)]
+enum Chunk {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Chunk {
+    fn push(&mut self, frame: Bytes) {
+        *self = match std::mem::take(self) {
+            Self::Empty => Self::One(frame),
+            Self::One(first) => {
+                let mut joined = Vec::with_capacity(first.len() + frame.len() * 4);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&frame);
+                Self::Many(joined)
+            }
+            Self::Many(mut joined) => {
+                joined.extend_from_slice(&frame);
+                Self::Many(joined)
+            }
+        };
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(frame) => frame.len(),
+            Self::Many(joined) => joined.len(),
+        }
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Self::Empty => None,
+            Self::One(frame) => Some(frame),
+            Self::Many(joined) => Some(Bytes::from(joined)),
+        }
+    }
 }
 
 /// Deletes events older than `retention` now and then; every instance may run it.

@@ -23,6 +23,7 @@ mod query;
 mod rows;
 mod seed;
 mod sending;
+mod snapshots;
 pub mod sqlite;
 pub mod testing;
 mod workspaces;

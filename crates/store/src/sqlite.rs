@@ -60,10 +60,11 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         .run(&write)
         .await
         .map_err(|e| OpenError::Migrate(e.to_string()))?;
+    let options = options.read_only(true);
     let read = SqlitePoolOptions::new()
         .max_connections(READERS)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.read_only(true))
+        .connect_with(options.clone())
         .await
         .map_err(|e| OpenError::Connect {
             reason: e.to_string(),
@@ -72,6 +73,6 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         read,
         write,
         cipher: SecretCipher::new(key),
-        changes: Arc::new(Changes::new(Remote::Poll)),
+        changes: Arc::new(Changes::new(Remote::Sqlite(Box::new(options)))),
     })
 }

@@ -10,6 +10,7 @@ mod events;
 mod identity;
 mod ingest;
 mod sending;
+mod snapshots;
 mod workspaces;
 
 pub use contacts::ContactRepository;
@@ -33,6 +34,9 @@ pub use ingest::{IngestRepository, IngestUnit};
 #[cfg(any(test, feature = "mocks"))]
 pub use sending::MockSendRepository;
 pub use sending::SendRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use snapshots::MockSnapshotRepository;
+pub use snapshots::SnapshotRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use workspaces::MockWorkspaceRepository;
 pub use workspaces::WorkspaceRepository;
@@ -81,6 +85,7 @@ pub trait Repository:
     + ConversationRepository
     + ContactRepository
     + SendRepository
+    + SnapshotRepository
     + Health
 {
 }
@@ -94,6 +99,7 @@ impl<T> Repository for T where
         + ConversationRepository
         + ContactRepository
         + SendRepository
+        + SnapshotRepository
         + Health
 {
 }

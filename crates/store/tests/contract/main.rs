@@ -11,6 +11,7 @@ mod identity;
 mod ingest;
 mod messages;
 mod sending;
+mod snapshots;
 mod workspaces;
 
 use std::sync::Arc;
@@ -230,6 +231,7 @@ contract!(
     conversations::actions_change_state_and_append_one_event_each,
     messages::threads_page_back_and_catch_up_in_seq_order,
     messages::threads_follow_conversation_visibility,
+    snapshots::conversations_and_contacts_read_by_id_in_one_call,
     contacts::create_makes_the_contact_and_its_waiting_conversation,
     contacts::duplicate_phones_conflict_and_name_the_existing_contact,
     contacts::assignees_must_be_members_and_members_assign_only_themselves,
