@@ -48,8 +48,12 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
             source,
         })?;
     }
+    // No ping before handing out a connection: on SQLite it is a round trip through the
+    // connection's worker thread that can only fail when the file itself is gone, and on the
+    // one writer it was one more wait per write transaction.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await
@@ -62,6 +66,7 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         .map_err(|e| OpenError::Migrate(e.to_string()))?;
     let read = SqlitePoolOptions::new()
         .max_connections(READERS)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.read_only(true))
         .await
