@@ -898,6 +898,56 @@ pub async fn concurrent_burst_from_a_new_phone(h: Harness) {
     );
 }
 
+/// Kapso retrying a delivery while the first attempt is still being stored: one of them stores
+/// it, every other one is a duplicate that changed nothing, for a known customer as for a new one.
+pub async fn concurrent_copies_of_one_delivery_store_it_once(h: Harness) {
+    workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    run(&h, "k0", vec![inbound("w0", WA_ID, None, 100, "known")]).await;
+    let events = h.raw.int("SELECT COUNT(*) FROM events").await;
+    let mut tasks = Vec::new();
+    for (key, wa_id) in [("known", WA_ID), ("new", "6289999999999")] {
+        for _ in 0..8 {
+            let repo = Arc::clone(&h.repo);
+            tasks.push(tokio::spawn(async move {
+                let f = facts(vec![inbound(
+                    &format!("w-{key}"),
+                    wa_id,
+                    Some("Budi"),
+                    200,
+                    "again?",
+                )]);
+                // Every copy is received afresh, under a new id but the same key.
+                ingest(repo.as_ref(), &delivery(key), &f).await
+            }));
+        }
+    }
+    let mut processed = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("ingest") {
+            IngestOutcome::Processed => processed += 1,
+            IngestOutcome::Duplicate => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(processed, 2);
+    assert_eq!(
+        h.raw.int("SELECT COUNT(*) FROM webhook_deliveries").await,
+        3
+    );
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM messages").await, 3);
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM contacts").await, 2);
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM conversations").await, 2);
+    assert_eq!(
+        h.raw
+            .ints("SELECT last_seq FROM conversations ORDER BY last_seq")
+            .await,
+        [Some(1), Some(2)]
+    );
+    // Known customer: message.created, conversation.updated, contact.updated (the name).
+    // New customer: contact.updated, conversation.created, message.created.
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM events").await, events + 6);
+}
+
 pub async fn schema_mirrors_are_kept(h: Harness) {
     workspace(&h, "acme", PHONE_NUMBER_ID).await;
     run(&h, "k1", vec![inbound("w1", WA_ID, None, 100, "a")]).await;

@@ -217,6 +217,7 @@ contract!(
     ingest::statuses_only_move_forward,
     ingest::failed_records_code_and_title,
     ingest::concurrent_burst_from_a_new_phone,
+    ingest::concurrent_copies_of_one_delivery_store_it_once,
     ingest::schema_mirrors_are_kept,
     ingest::conversation_notices_keep_the_kapso_id_current,
     ingest::failures_are_recorded_and_replayable,
