@@ -35,6 +35,10 @@ pub(crate) trait Dialect: sqlx::Database {
         events: &[NewEvent],
     ) -> Result<(), StoreError>;
 
+    /// Whether [`Dialect::combine`] runs its statements one after the other, each seeing the
+    /// writes of those before it (SQLite), rather than as parts of one statement (PostgreSQL).
+    const SEQUENTIAL_TEXT: bool;
+
     /// One statement text that runs `statements` in order, returning the last one's rows.
     /// None but the last may return rows or depend on another's writes (on PostgreSQL, where
     /// they become data-modifying `WITH` parts, they all see the same snapshot).
@@ -57,11 +61,12 @@ pub(crate) trait Dialect: sqlx::Database {
 }
 
 macro_rules! impl_dialect {
-    ($db:ty, settled: $settled:expr, after: $after:expr, order: $order:expr, combine: $combine:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
+    ($db:ty, settled: $settled:expr, after: $after:expr, order: $order:expr, sequential: $sequential:expr, combine: $combine:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
         impl Dialect for $db {
             const SETTLED_EVENTS: &'static str = $settled;
             const AFTER_POSITION: &'static str = $after;
             const LOG_ORDER: &'static str = $order;
+            const SEQUENTIAL_TEXT: bool = $sequential;
 
             async fn append_event(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -171,6 +176,7 @@ impl_dialect!(
     order: "e.id",
     // The driver runs a text of several statements in order, in one call to its worker thread,
     // numbering parameters across the whole text.
+    sequential: true,
     combine: |statements: &[String]| statements.join(";\n"),
     for_update_of: |_: &str| String::new(),
     skip_locked: |_: &str| String::new(),
@@ -190,6 +196,7 @@ impl_dialect!(
         WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()))",
     after: "(e.tx, e.id) > ($1, $2)",
     order: "e.tx, e.id",
+    sequential: false,
     combine: combine_with,
     for_update_of: |alias: &str| format!(" FOR UPDATE OF {alias}"),
     skip_locked: |alias: &str| format!(" FOR UPDATE OF {alias} SKIP LOCKED"),

@@ -29,23 +29,70 @@ use inbox_domain::{
     ContactId, ConversationId, DeliveryId, MessageId, Timestamp, UserId, WorkspaceId,
 };
 use serde_json::{Value, json};
-use sqlx::{Postgres, Sqlite};
+use sqlx::{FromRow, Postgres, Sqlite};
 use uuid::Uuid;
 
 use crate::Store;
 use crate::changes::Changes;
 use crate::error::from_sqlx;
 use crate::events::Dialect;
+use crate::group_commit::Member;
 use crate::rows::corrupt;
 
-/// One ingest transaction. Dropping it without [`IngestUnit::commit`] rolls back, held writes
-/// included (they were never sent).
-pub(crate) struct Unit<DB: sqlx::Database> {
-    tx: sqlx::Transaction<'static, DB>,
+/// One ingest transaction (on SQLite, a savepoint of a group commit). Dropping it without
+/// [`IngestUnit::commit`] rolls back, held writes included (they were never sent).
+pub(crate) struct Unit<T> {
+    tx: T,
     /// Told after commit, when events were appended, so the live stream reads them.
     changes: Arc<Changes>,
     appended_events: bool,
     held: Held,
+}
+
+/// How a backend begins and ends a unit's transaction.
+trait UnitTx<DB: sqlx::Database>: Sized + Send {
+    /// Begins one; with a statement to send first, if any.
+    async fn begin(store: &Store<DB>) -> Result<(Self, Option<String>), StoreError>;
+
+    /// Records that the unit is sending statements.
+    fn sending(&mut self);
+
+    /// Commits, then tells readers of the event log when events were appended.
+    async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError>;
+}
+
+/// PostgreSQL: a transaction per unit. The server commits concurrent transactions with one WAL
+/// flush when they meet, and row locks let units of different conversations run in parallel.
+impl UnitTx<Postgres> for sqlx::Transaction<'static, Postgres> {
+    async fn begin(store: &Store<Postgres>) -> Result<(Self, Option<String>), StoreError> {
+        Ok((store.write.begin().await.map_err(from_sqlx)?, None))
+    }
+
+    fn sending(&mut self) {}
+
+    async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError> {
+        sqlx::Transaction::commit(self).await.map_err(from_sqlx)?;
+        if appended_events {
+            changes.committed();
+        }
+        Ok(())
+    }
+}
+
+/// SQLite: a savepoint in the writer's group commit (see [`crate::group_commit`]).
+impl UnitTx<Sqlite> for Member {
+    async fn begin(store: &Store<Sqlite>) -> Result<(Self, Option<String>), StoreError> {
+        let (member, first) = store.group_commit.join(store).await?;
+        Ok((member, Some(first)))
+    }
+
+    fn sending(&mut self) {
+        Member::sending(self);
+    }
+
+    async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError> {
+        Member::commit(self, changes, appended_events).await
+    }
 }
 
 /// A value bound to a held statement.
@@ -292,21 +339,25 @@ impl TryFrom<RouteRow> for IngestRoute {
 }
 
 macro_rules! impl_ingest {
-    ($db:ty) => {
+    ($db:ty, $tx:ty) => {
         #[async_trait]
         impl IngestRepository for Store<$db> {
             async fn begin_ingest(&self) -> Result<Box<dyn IngestUnit>, StoreError> {
-                let tx = self.write.begin().await.map_err(from_sqlx)?;
-                Ok(Box::new(Unit::<$db> {
+                let (tx, first) = <$tx as UnitTx<$db>>::begin(self).await?;
+                let mut held = Held::default();
+                if let Some(first) = first {
+                    held.push(&first, Vec::new());
+                }
+                Ok(Box::new(Unit::<$tx> {
                     tx,
                     changes: Arc::clone(&self.changes),
                     appended_events: false,
-                    held: Held::default(),
+                    held,
                 }))
             }
         }
 
-        impl Unit<$db> {
+        impl Unit<$tx> {
             /// Sends the held writes and then `sql`, as one statement text; the rows `sql`
             /// returns. Only for a `sql` that writes to what no held write touches: on
             /// PostgreSQL the parts of one statement do not see each other's writes.
@@ -333,6 +384,7 @@ macro_rules! impl_ingest {
                 &mut self,
                 held: Held,
             ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
+                self.tx.sending();
                 let text = <$db as Dialect>::combine(&held.statements);
                 let mut query = sqlx::query(&text);
                 for bind in held.binds {
@@ -351,6 +403,7 @@ macro_rules! impl_ingest {
                 &mut self,
                 phone_number_id: &str,
             ) -> Result<Option<IngestWorkspace>, StoreError> {
+                self.flush().await?;
                 let row: Option<(Uuid, bool)> = sqlx::query_as(
                     "SELECT id, auto_create_contacts FROM workspaces \
                      WHERE kapso_phone_number_id = $1",
@@ -367,13 +420,15 @@ macro_rules! impl_ingest {
         }
 
         #[async_trait]
-        impl IngestUnit for Unit<$db> {
+        impl IngestUnit for Unit<$tx> {
             async fn route(
                 &mut self,
                 phone_number_id: &str,
                 customer: Option<&CustomerRef>,
             ) -> Result<Option<IngestRoute>, StoreError> {
-                self.flush().await?;
+                if !<$db as Dialect>::SEQUENTIAL_TEXT {
+                    self.flush().await?;
+                }
                 let key = customer.and_then(|c| match (&c.phone, &c.bsuid) {
                     (Some(phone), _) => Some(("phone", phone.as_str())),
                     (None, Some(bsuid)) => Some(("bsuid", bsuid.as_str())),
@@ -382,19 +437,25 @@ macro_rules! impl_ingest {
                 if let Some((column, value)) = key {
                     // The common case in one seek per table: a known number, a known customer
                     // with a conversation. The rest takes the step-by-step way.
-                    let row: Option<RouteRow> = sqlx::query_as(&format!(
-                        "SELECT {ROUTE_COLUMNS} FROM workspaces w \
-                         JOIN contacts k ON k.workspace_id = w.id AND k.{column} = $2 \
-                         JOIN conversations v ON v.contact_id = k.id AND v.workspace_id = w.id \
-                         WHERE w.kapso_phone_number_id = $1{}",
-                        <$db as Dialect>::for_update_of("v")
-                    ))
-                    .bind(phone_number_id)
-                    .bind(value)
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(from_sqlx)?;
-                    if let Some(row) = row {
+                    // On SQLite the held statements (the unit's savepoint) go in the same call.
+                    let rows = self
+                        .send_with(
+                            &format!(
+                                "SELECT {ROUTE_COLUMNS} FROM workspaces w \
+                                 JOIN contacts k ON k.workspace_id = w.id AND k.{column} = $2 \
+                                 JOIN conversations v ON v.contact_id = k.id \
+                                   AND v.workspace_id = w.id \
+                                 WHERE w.kapso_phone_number_id = $1{}",
+                                <$db as Dialect>::for_update_of("v")
+                            ),
+                            vec![
+                                Bind::Text(Some(phone_number_id.to_owned())),
+                                Bind::Text(Some(value.to_owned())),
+                            ],
+                        )
+                        .await?;
+                    if let Some(row) = rows.first() {
+                        let row = RouteRow::from_row(row).map_err(from_sqlx)?;
                         return IngestRoute::try_from(row).map(Some);
                     }
                 }
@@ -868,18 +929,15 @@ macro_rules! impl_ingest {
 
             async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
                 self.flush().await?;
-                self.tx.commit().await.map_err(from_sqlx)?;
-                if self.appended_events {
-                    self.changes.committed();
-                }
-                Ok(())
+                let unit = *self;
+                <$tx as UnitTx<$db>>::commit(unit.tx, &unit.changes, unit.appended_events).await
             }
         }
     };
 }
 
-impl_ingest!(Sqlite);
-impl_ingest!(Postgres);
+impl_ingest!(Sqlite, Member);
+impl_ingest!(Postgres, sqlx::Transaction<'static, Postgres>);
 
 #[cfg(test)]
 mod tests {

@@ -64,5 +64,6 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
         changes: Arc::new(Changes::new(Remote::Postgres(pool.clone()))),
         write: pool,
         cipher: SecretCipher::new(key),
+        group_commit: crate::group_commit::GroupCommit::default(),
     })
 }

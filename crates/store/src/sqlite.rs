@@ -77,6 +77,7 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         read,
         write,
         cipher: SecretCipher::new(key),
+        group_commit: crate::group_commit::GroupCommit::default(),
         changes: Arc::new(Changes::new(Remote::Poll)),
     })
 }

@@ -1083,3 +1083,78 @@ pub async fn failures_are_recorded_and_replayable(h: Harness) {
             .is_empty()
     );
 }
+
+/// Deliveries stored together (SQLite commits queued deliveries as one batch) stay independent:
+/// one that fails is rolled back alone and recorded as failed, every other one is stored whole.
+pub async fn a_failing_delivery_among_concurrent_ones_fails_alone(h: Harness) {
+    workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    run(
+        &h,
+        "m",
+        vec![echo("o1", 100, "hello", DeliveryStatus::Sent)],
+    )
+    .await;
+    // Corrupt data makes applying a status to o1 fail without the database being unavailable.
+    h.raw
+        .execute("UPDATE messages SET status = 'bogus'")
+        .await
+        .expect("corrupt");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let repo = Arc::clone(&h.repo);
+        tasks.push(tokio::spawn(async move {
+            let mut items = vec![inbound(
+                &format!("w{i}"),
+                &format!("62812000000{i:02}"),
+                None,
+                200 + i,
+                "hi",
+            )];
+            if i % 8 == 3 {
+                items.push(status("o1", DeliveryStatus::Read, None));
+            }
+            let out = ingest(repo.as_ref(), &delivery(&format!("k{i}")), &facts(items)).await;
+            (i, out)
+        }));
+    }
+    for task in tasks {
+        let (i, out) = task.await.expect("task");
+        let out = out.expect("ingest");
+        if i % 8 == 3 {
+            assert!(matches!(out, IngestOutcome::Failed(_)), "{i}: {out:?}");
+        } else {
+            assert_eq!(out, IngestOutcome::Processed, "{i}");
+        }
+    }
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM messages").await, 1 + 21);
+    for i in [3, 11, 19] {
+        assert_eq!(
+            h.raw
+                .int(&format!(
+                    "SELECT COUNT(*) FROM messages WHERE wamid = 'w{i}'"
+                ))
+                .await,
+            0,
+            "w{i} rolled back"
+        );
+    }
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM contacts").await, 1 + 21);
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'failed'")
+            .await,
+        3
+    );
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'processed'")
+            .await,
+        1 + 21
+    );
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM events WHERE kind = 'message.created'")
+            .await,
+        1 + 21
+    );
+}

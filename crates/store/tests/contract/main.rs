@@ -221,6 +221,7 @@ contract!(
     ingest::schema_mirrors_are_kept,
     ingest::conversation_notices_keep_the_kapso_id_current,
     ingest::failures_are_recorded_and_replayable,
+    ingest::a_failing_delivery_among_concurrent_ones_fails_alone,
     conversations::every_filter_alone_and_combined_matches_exactly,
     conversations::paging_a_thousand_with_limit_seven_returns_each_once_in_order,
     conversations::paging_while_messages_arrive_never_repeats,
