@@ -9,8 +9,8 @@ mod rules;
 
 pub use apply::{IngestOutcome, ingest, replay};
 pub use rules::{
-    ContactState, ConversationState, IngestWorkspace, MessageStatusState, NewIngestedMessage,
-    PendingStatus, clean_profile_name, fold_statuses,
+    ContactState, ConversationState, IngestRoute, IngestWorkspace, MessageStatusState,
+    NewIngestedMessage, PendingStatus, clean_profile_name, fold_statuses,
 };
 
 use crate::message::{DeliveryStatus, Direction, Media, MessageError, MessageKind, SenderType};

@@ -35,6 +35,15 @@ pub(crate) trait Dialect: sqlx::Database {
         events: &[NewEvent],
     ) -> Result<(), StoreError>;
 
+    /// Whether [`Dialect::combine`] runs its statements one after the other, each seeing the
+    /// writes of those before it (SQLite), rather than as parts of one statement (PostgreSQL).
+    const SEQUENTIAL_TEXT: bool;
+
+    /// One statement text that runs `statements` in order, returning the last one's rows.
+    /// None but the last may return rows or depend on another's writes (on PostgreSQL, where
+    /// they become data-modifying `WITH` parts, they all see the same snapshot).
+    fn combine(statements: &[String]) -> String;
+
     /// The clause that locks the selected rows of `alias` until commit: `FOR UPDATE OF alias` on
     /// PostgreSQL; nothing on SQLite, whose single writer connection already serialises every
     /// write transaction.
@@ -52,11 +61,12 @@ pub(crate) trait Dialect: sqlx::Database {
 }
 
 macro_rules! impl_dialect {
-    ($db:ty, settled: $settled:expr, after: $after:expr, order: $order:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
+    ($db:ty, settled: $settled:expr, after: $after:expr, order: $order:expr, sequential: $sequential:expr, combine: $combine:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
         impl Dialect for $db {
             const SETTLED_EVENTS: &'static str = $settled;
             const AFTER_POSITION: &'static str = $after;
             const LOG_ORDER: &'static str = $order;
+            const SEQUENTIAL_TEXT: bool = $sequential;
 
             async fn append_event(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -106,6 +116,10 @@ macro_rules! impl_dialect {
                     .map_err(from_sqlx)
             }
 
+            fn combine(statements: &[String]) -> String {
+                $combine(statements)
+            }
+
             fn for_update_of(alias: &str) -> String {
                 $lock(alias)
             }
@@ -132,6 +146,27 @@ macro_rules! impl_dialect {
     };
 }
 
+/// PostgreSQL runs one statement per round trip with parameters, so every statement but the last
+/// becomes a data-modifying `WITH` part, which runs once and to completion whether read or not.
+fn combine_with(statements: &[String]) -> String {
+    let Some((last, parts)) = statements.split_last() else {
+        return String::new();
+    };
+    if parts.is_empty() {
+        return last.clone();
+    }
+    let mut text = String::from("WITH ");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(&format!("w{i} AS ({part})"));
+    }
+    text.push(' ');
+    text.push_str(last);
+    text
+}
+
 // SQLite has one writer, and readers see only committed rows: every visible event is settled.
 impl_dialect!(
     Sqlite,
@@ -139,6 +174,10 @@ impl_dialect!(
     // `tx` is always 0 here: ids alone are the order, and the rowid seeks straight to them.
     after: "e.id > $2 AND e.tx >= $1",
     order: "e.id",
+    // The driver runs a text of several statements in order, in one call to its worker thread,
+    // numbering parameters across the whole text.
+    sequential: true,
+    combine: |statements: &[String]| statements.join(";\n"),
     for_update_of: |_: &str| String::new(),
     skip_locked: |_: &str| String::new(),
     lock_key: None::<&str>
@@ -157,6 +196,8 @@ impl_dialect!(
         WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()))",
     after: "(e.tx, e.id) > ($1, $2)",
     order: "e.tx, e.id",
+    sequential: false,
+    combine: combine_with,
     for_update_of: |alias: &str| format!(" FOR UPDATE OF {alias}"),
     skip_locked: |alias: &str| format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
     // 64-bit hash of the key; a collision only makes two unrelated wamids wait for each other.

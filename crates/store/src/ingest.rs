@@ -1,5 +1,17 @@
 //! The ingest port: one write transaction per delivery, offering the reads and writes the
 //! domain's ingest use case composes.
+//!
+//! Round trips, not rows, are what a delivery costs: on PostgreSQL each statement waits for the
+//! server, on SQLite for the driver's worker thread, and meanwhile the transaction holds its
+//! locks (on SQLite, the only writer). So the unit holds back the writes whose results nobody
+//! reads (contact, conversation, tag, status and event writes) and sends them in one statement
+//! text together with the next statement that must run, which on the common path is the
+//! delivery row's insert at the end: joined by `;` on SQLite, which runs them in order in one
+//! call, and as data-modifying `WITH` parts on PostgreSQL. A statement that reads runs after
+//! the held writes, never beside them, so it sees them.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use inbox_domain::contact::LeadStatus;
@@ -7,7 +19,7 @@ use inbox_domain::conversation::ConversationStatus;
 use inbox_domain::delivery::{DeliveryOutcome, NewDelivery};
 use inbox_domain::event::NewEvent;
 use inbox_domain::ingest::{
-    ContactState, ConversationState, CustomerRef, IngestWorkspace, MessageStatusState,
+    ContactState, ConversationState, CustomerRef, IngestRoute, IngestWorkspace, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
 use inbox_domain::message::{DeliveryStatus, Media, MessageError, MessageKind};
@@ -17,22 +29,124 @@ use inbox_domain::{
     ContactId, ConversationId, DeliveryId, MessageId, Timestamp, UserId, WorkspaceId,
 };
 use serde_json::{Value, json};
-use sqlx::{Postgres, Sqlite};
-use std::sync::Arc;
+use sqlx::{FromRow, Postgres, Sqlite};
 use uuid::Uuid;
 
 use crate::Store;
 use crate::changes::Changes;
 use crate::error::from_sqlx;
 use crate::events::Dialect;
+use crate::group_commit::Member;
 use crate::rows::corrupt;
 
-/// One ingest transaction. Dropping it without [`IngestUnit::commit`] rolls back.
-pub(crate) struct Unit<DB: sqlx::Database> {
-    tx: sqlx::Transaction<'static, DB>,
+/// One ingest transaction (on SQLite, a savepoint of a group commit). Dropping it without
+/// [`IngestUnit::commit`] rolls back, held writes included (they were never sent).
+pub(crate) struct Unit<T> {
+    tx: T,
     /// Told after commit, when events were appended, so the live stream reads them.
     changes: Arc<Changes>,
     appended_events: bool,
+    held: Held,
+}
+
+/// How a backend begins and ends a unit's transaction.
+trait UnitTx<DB: sqlx::Database>: Sized + Send {
+    /// Begins one; with a statement to send first, if any.
+    async fn begin(store: &Store<DB>) -> Result<(Self, Option<String>), StoreError>;
+
+    /// Records that the unit is sending statements.
+    fn sending(&mut self);
+
+    /// Commits, then tells readers of the event log when events were appended.
+    async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError>;
+}
+
+/// PostgreSQL: a transaction per unit. The server commits concurrent transactions with one WAL
+/// flush when they meet, and row locks let units of different conversations run in parallel.
+impl UnitTx<Postgres> for sqlx::Transaction<'static, Postgres> {
+    async fn begin(store: &Store<Postgres>) -> Result<(Self, Option<String>), StoreError> {
+        Ok((store.write.begin().await.map_err(from_sqlx)?, None))
+    }
+
+    fn sending(&mut self) {}
+
+    async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError> {
+        sqlx::Transaction::commit(self).await.map_err(from_sqlx)?;
+        if appended_events {
+            changes.committed();
+        }
+        Ok(())
+    }
+}
+
+/// SQLite: a savepoint in the writer's group commit (see [`crate::group_commit`]).
+impl UnitTx<Sqlite> for Member {
+    async fn begin(store: &Store<Sqlite>) -> Result<(Self, Option<String>), StoreError> {
+        let (member, first) = store.group_commit.join(store).await?;
+        Ok((member, Some(first)))
+    }
+
+    fn sending(&mut self) {
+        Member::sending(self);
+    }
+
+    async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError> {
+        Member::commit(self, changes, appended_events).await
+    }
+}
+
+/// A value bound to a held statement.
+#[derive(Debug)]
+enum Bind {
+    Uuid(Option<Uuid>),
+    Text(Option<String>),
+    Int(Option<i64>),
+    Int32(i32),
+    Bytes(Vec<u8>),
+}
+
+/// Statements not sent yet, in order, each numbering its parameters after the ones before it,
+/// so that they can be sent as one text with one list of values.
+#[derive(Debug, Default)]
+struct Held {
+    statements: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Held {
+    /// Adds `sql`, whose parameters are `$1..$n` for `binds`.
+    fn push(&mut self, sql: &str, binds: Vec<Bind>) {
+        self.statements.push(renumber(sql, self.binds.len()));
+        self.binds.extend(binds);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+}
+
+/// `sql` with every parameter `$n` written `$(n + offset)`. (No statement of this module has a
+/// `$` anywhere else.)
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => {
+                let _ = write!(out, "{}", n + offset);
+            }
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `contacts` columns ingest reads.
@@ -151,26 +265,145 @@ pub(crate) fn wamid_key(workspace_id: WorkspaceId, wamid: &str) -> String {
     format!("wamid:{workspace_id}:{wamid}")
 }
 
+/// The route's one statement: the workspace, the customer's contact and its conversation,
+/// locked. Binds: phone_number_id, the phone (or bsuid).
+const ROUTE_COLUMNS: &str = "w.id AS ws_id, w.auto_create_contacts AS ws_auto_create, \
+    k.id AS k_id, k.whatsapp_name AS k_whatsapp_name, k.last_activity_at AS k_last_activity_at, \
+    k.last_contact_at AS k_last_contact_at, k.assigned_to AS k_assigned_to, \
+    k.lead_status AS k_lead_status, v.id AS v_id, v.workspace_id AS v_workspace_id, \
+    v.contact_id AS v_contact_id, v.status AS v_status, v.unread_count AS v_unread_count, \
+    v.last_message_at AS v_last_message_at, v.last_message_preview AS v_last_message_preview, \
+    v.last_inbound_at AS v_last_inbound_at, v.last_seq AS v_last_seq, \
+    v.kapso_conversation_id AS v_kapso_conversation_id, \
+    v.contact_assigned_to AS v_contact_assigned_to, v.lead_status AS v_lead_status";
+
+/// [`ROUTE_COLUMNS`] as read.
+#[derive(sqlx::FromRow)]
+struct RouteRow {
+    ws_id: Uuid,
+    ws_auto_create: bool,
+    k_id: Uuid,
+    k_whatsapp_name: Option<String>,
+    k_last_activity_at: Option<i64>,
+    k_last_contact_at: Option<i64>,
+    k_assigned_to: Option<Uuid>,
+    k_lead_status: String,
+    v_id: Uuid,
+    v_workspace_id: Uuid,
+    v_contact_id: Uuid,
+    v_status: String,
+    v_unread_count: i32,
+    v_last_message_at: Option<i64>,
+    v_last_message_preview: Option<String>,
+    v_last_inbound_at: Option<i64>,
+    v_last_seq: i64,
+    v_kapso_conversation_id: Option<String>,
+    v_contact_assigned_to: Option<Uuid>,
+    v_lead_status: String,
+}
+
+impl TryFrom<RouteRow> for IngestRoute {
+    type Error = StoreError;
+
+    fn try_from(row: RouteRow) -> Result<Self, StoreError> {
+        let contact = ContactState::try_from(ContactRow {
+            id: row.k_id,
+            whatsapp_name: row.k_whatsapp_name,
+            last_activity_at: row.k_last_activity_at,
+            last_contact_at: row.k_last_contact_at,
+            assigned_to: row.k_assigned_to,
+            lead_status: row.k_lead_status,
+        })?;
+        let conversation = ConversationState::try_from(ConversationRow {
+            id: row.v_id,
+            workspace_id: row.v_workspace_id,
+            contact_id: row.v_contact_id,
+            status: row.v_status,
+            unread_count: row.v_unread_count,
+            last_message_at: row.v_last_message_at,
+            last_message_preview: row.v_last_message_preview,
+            last_inbound_at: row.v_last_inbound_at,
+            last_seq: row.v_last_seq,
+            kapso_conversation_id: row.v_kapso_conversation_id,
+            contact_assigned_to: row.v_contact_assigned_to,
+            lead_status: row.v_lead_status,
+        })?;
+        Ok(Self {
+            workspace: IngestWorkspace {
+                id: WorkspaceId::from_uuid(row.ws_id),
+                auto_create_contacts: row.ws_auto_create,
+            },
+            customer: Some((contact, conversation)),
+        })
+    }
+}
+
 macro_rules! impl_ingest {
-    ($db:ty) => {
+    ($db:ty, $tx:ty) => {
         #[async_trait]
         impl IngestRepository for Store<$db> {
             async fn begin_ingest(&self) -> Result<Box<dyn IngestUnit>, StoreError> {
-                let tx = self.write.begin().await.map_err(from_sqlx)?;
-                Ok(Box::new(Unit::<$db> {
+                let (tx, first) = <$tx as UnitTx<$db>>::begin(self).await?;
+                let mut held = Held::default();
+                if let Some(first) = first {
+                    held.push(&first, Vec::new());
+                }
+                Ok(Box::new(Unit::<$tx> {
                     tx,
                     changes: Arc::clone(&self.changes),
                     appended_events: false,
+                    held,
                 }))
             }
         }
 
-        #[async_trait]
-        impl IngestUnit for Unit<$db> {
-            async fn workspace_for_phone_number_id(
+        impl Unit<$tx> {
+            /// Sends the held writes and then `sql`, as one statement text; the rows `sql`
+            /// returns. Only for a `sql` that writes to what no held write touches: on
+            /// PostgreSQL the parts of one statement do not see each other's writes.
+            async fn send_with(
+                &mut self,
+                sql: &str,
+                binds: Vec<Bind>,
+            ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
+                let mut held = std::mem::take(&mut self.held);
+                held.push(sql, binds);
+                self.send(held).await
+            }
+
+            /// Sends the held writes, if any, so that what runs next sees them.
+            async fn flush(&mut self) -> Result<(), StoreError> {
+                if self.held.is_empty() {
+                    return Ok(());
+                }
+                let held = std::mem::take(&mut self.held);
+                self.send(held).await.map(drop)
+            }
+
+            async fn send(
+                &mut self,
+                held: Held,
+            ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
+                self.tx.sending();
+                let text = <$db as Dialect>::combine(&held.statements);
+                let mut query = sqlx::query(&text);
+                for bind in held.binds {
+                    query = match bind {
+                        Bind::Uuid(v) => query.bind(v),
+                        Bind::Text(v) => query.bind(v),
+                        Bind::Int(v) => query.bind(v),
+                        Bind::Int32(v) => query.bind(v),
+                        Bind::Bytes(v) => query.bind(v),
+                    };
+                }
+                query.fetch_all(&mut *self.tx).await.map_err(from_sqlx)
+            }
+
+            async fn workspace(
                 &mut self,
                 phone_number_id: &str,
             ) -> Result<Option<IngestWorkspace>, StoreError> {
+                self.flush().await?;
                 let row: Option<(Uuid, bool)> = sqlx::query_as(
                     "SELECT id, auto_create_contacts FROM workspaces \
                      WHERE kapso_phone_number_id = $1",
@@ -184,6 +417,56 @@ macro_rules! impl_ingest {
                     auto_create_contacts,
                 }))
             }
+        }
+
+        #[async_trait]
+        impl IngestUnit for Unit<$tx> {
+            async fn route(
+                &mut self,
+                phone_number_id: &str,
+                customer: Option<&CustomerRef>,
+            ) -> Result<Option<IngestRoute>, StoreError> {
+                if !<$db as Dialect>::SEQUENTIAL_TEXT {
+                    self.flush().await?;
+                }
+                let key = customer.and_then(|c| match (&c.phone, &c.bsuid) {
+                    (Some(phone), _) => Some(("phone", phone.as_str())),
+                    (None, Some(bsuid)) => Some(("bsuid", bsuid.as_str())),
+                    (None, None) => None,
+                });
+                if let Some((column, value)) = key {
+                    // The common case in one seek per table: a known number, a known customer
+                    // with a conversation. The rest takes the step-by-step way.
+                    // On SQLite the held statements (the unit's savepoint) go in the same call.
+                    let rows = self
+                        .send_with(
+                            &format!(
+                                "SELECT {ROUTE_COLUMNS} FROM workspaces w \
+                                 JOIN contacts k ON k.workspace_id = w.id AND k.{column} = $2 \
+                                 JOIN conversations v ON v.contact_id = k.id \
+                                   AND v.workspace_id = w.id \
+                                 WHERE w.kapso_phone_number_id = $1{}",
+                                <$db as Dialect>::for_update_of("v")
+                            ),
+                            vec![
+                                Bind::Text(Some(phone_number_id.to_owned())),
+                                Bind::Text(Some(value.to_owned())),
+                            ],
+                        )
+                        .await?;
+                    if let Some(row) = rows.first() {
+                        let row = RouteRow::from_row(row).map_err(from_sqlx)?;
+                        return IngestRoute::try_from(row).map(Some);
+                    }
+                }
+                Ok(self
+                    .workspace(phone_number_id)
+                    .await?
+                    .map(|workspace| IngestRoute {
+                        workspace,
+                        customer: None,
+                    }))
+            }
 
             async fn insert_delivery(
                 &mut self,
@@ -192,23 +475,27 @@ macro_rules! impl_ingest {
                 outcome: DeliveryOutcome,
                 error: Option<&str>,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(crate::deliveries::INSERT_DELIVERY)
-                    .bind(new.id.as_uuid())
-                    .bind(new.idempotency_key.as_deref())
-                    .bind(new.event.as_deref())
-                    .bind(workspace_id.map(|id| id.as_uuid()))
-                    .bind(new.phone_number_id.as_deref())
-                    .bind(new.headers.to_string())
-                    .bind(new.body.as_slice())
-                    .bind(new.received_at.as_millis())
-                    .bind(outcome.as_str())
-                    .bind(error)
-                    .bind(crate::deliveries::processed_at(outcome))
-                    .bind(i32::from(outcome != DeliveryOutcome::Pending))
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(from_sqlx)?;
-                Ok(done.rows_affected() == 1)
+                // Nothing held writes to deliveries, so the held writes go with it.
+                let rows = self
+                    .send_with(
+                        &format!("{} RETURNING id", crate::deliveries::INSERT_DELIVERY),
+                        vec![
+                            Bind::Uuid(Some(new.id.as_uuid())),
+                            Bind::Text(new.idempotency_key.clone()),
+                            Bind::Text(new.event.clone()),
+                            Bind::Uuid(workspace_id.map(|id| id.as_uuid())),
+                            Bind::Text(new.phone_number_id.clone()),
+                            Bind::Text(Some(new.headers.to_string())),
+                            Bind::Bytes(new.body.clone()),
+                            Bind::Int(Some(new.received_at.as_millis())),
+                            Bind::Text(Some(outcome.as_str().to_owned())),
+                            Bind::Text(error.map(str::to_owned)),
+                            Bind::Int(crate::deliveries::processed_at(outcome)),
+                            Bind::Int32(i32::from(outcome != DeliveryOutcome::Pending)),
+                        ],
+                    )
+                    .await?;
+                Ok(rows.len() == 1)
             }
 
             async fn finish_delivery(
@@ -219,6 +506,7 @@ macro_rules! impl_ingest {
                 error: Option<&str>,
                 new_attempt: bool,
             ) -> Result<(), StoreError> {
+                self.flush().await?;
                 let done = sqlx::query(
                     "UPDATE webhook_deliveries SET outcome = $2, error = $3, \
                        workspace_id = COALESCE($4, workspace_id), processed_at = $5, \
@@ -246,6 +534,7 @@ macro_rules! impl_ingest {
                 phone: Option<&PhoneE164>,
                 bsuid: Option<&str>,
             ) -> Result<Option<ContactState>, StoreError> {
+                self.flush().await?;
                 // Phone first, then bsuid, each one seek of its unique index. (One statement with
                 // `phone = $2 OR bsuid = $3` let SQLite, with statistics, walk the workspace's
                 // contacts instead: 15-20 ms per delivery at 100,000 contacts.)
@@ -284,6 +573,7 @@ macro_rules! impl_ingest {
                 customer: &CustomerRef,
                 now: Timestamp,
             ) -> Result<Option<ContactState>, StoreError> {
+                self.flush().await?;
                 // No conflict target: a clash on either the phone or the bsuid index means
                 // another writer created this customer first.
                 let row: Option<ContactRow> = sqlx::query_as(&format!(
@@ -311,22 +601,21 @@ macro_rules! impl_ingest {
                 now: Timestamp,
             ) -> Result<(), StoreError> {
                 let activity = contact.last_activity_at.map(Timestamp::as_millis);
-                sqlx::query(
+                self.held.push(
                     "UPDATE contacts SET whatsapp_name = $3, last_activity_at = $4, \
                        activity_sort = $5, last_contact_at = $6, updated_at = $7 \
                      WHERE id = $1 AND workspace_id = $2",
-                )
-                .bind(contact.id.as_uuid())
-                .bind(workspace_id.as_uuid())
-                .bind(contact.whatsapp_name.as_deref())
-                .bind(activity)
-                .bind(activity.unwrap_or(0))
-                .bind(contact.last_contact_at.map(Timestamp::as_millis))
-                .bind(now.as_millis())
-                .execute(&mut *self.tx)
-                .await
-                .map(drop)
-                .map_err(from_sqlx)
+                    vec![
+                        Bind::Uuid(Some(contact.id.as_uuid())),
+                        Bind::Uuid(Some(workspace_id.as_uuid())),
+                        Bind::Text(contact.whatsapp_name.clone()),
+                        Bind::Int(activity),
+                        Bind::Int(Some(activity.unwrap_or(0))),
+                        Bind::Int(contact.last_contact_at.map(Timestamp::as_millis)),
+                        Bind::Int(Some(now.as_millis())),
+                    ],
+                );
+                Ok(())
             }
 
             async fn lock_conversation(
@@ -334,6 +623,7 @@ macro_rules! impl_ingest {
                 workspace_id: WorkspaceId,
                 contact_id: ContactId,
             ) -> Result<Option<ConversationState>, StoreError> {
+                self.flush().await?;
                 let row: Option<ConversationRow> = sqlx::query_as(&format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM conversations v \
                      WHERE v.contact_id = $1 AND v.workspace_id = $2{}",
@@ -352,6 +642,7 @@ macro_rules! impl_ingest {
                 c: &ConversationState,
                 now: Timestamp,
             ) -> Result<bool, StoreError> {
+                self.flush().await?;
                 let done = sqlx::query(
                     "INSERT INTO conversations (id, workspace_id, contact_id, status, \
                        contact_assigned_to, lead_status, unread_count, last_message_at, \
@@ -385,43 +676,39 @@ macro_rules! impl_ingest {
                 c: &ConversationState,
                 now: Timestamp,
             ) -> Result<(), StoreError> {
-                sqlx::query(
+                self.held.push(
                     "UPDATE conversations SET status = $3, unread_count = $4, \
                        last_message_at = $5, last_message_preview = $6, last_inbound_at = $7, \
                        sort_at = $8, last_seq = $9, kapso_conversation_id = $10, updated_at = $11 \
                      WHERE id = $1 AND workspace_id = $2",
-                )
-                .bind(c.id.as_uuid())
-                .bind(c.workspace_id.as_uuid())
-                .bind(c.status.as_str())
-                .bind(i32::try_from(c.unread_count).unwrap_or(i32::MAX))
-                .bind(c.last_message_at.map(Timestamp::as_millis))
-                .bind(c.last_message_preview.as_deref())
-                .bind(c.last_inbound_at.map(Timestamp::as_millis))
-                .bind(c.sort_at())
-                .bind(c.last_seq)
-                .bind(c.kapso_conversation_id.as_deref())
-                .bind(now.as_millis())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(from_sqlx)?;
+                    vec![
+                        Bind::Uuid(Some(c.id.as_uuid())),
+                        Bind::Uuid(Some(c.workspace_id.as_uuid())),
+                        Bind::Text(Some(c.status.as_str().to_owned())),
+                        Bind::Int32(i32::try_from(c.unread_count).unwrap_or(i32::MAX)),
+                        Bind::Int(c.last_message_at.map(Timestamp::as_millis)),
+                        Bind::Text(c.last_message_preview.clone()),
+                        Bind::Int(c.last_inbound_at.map(Timestamp::as_millis)),
+                        Bind::Int(Some(c.sort_at())),
+                        Bind::Int(Some(c.last_seq)),
+                        Bind::Text(c.kapso_conversation_id.clone()),
+                        Bind::Int(Some(now.as_millis())),
+                    ],
+                );
                 // The tag index carries the list order key; keep it in step.
-                sqlx::query(
+                self.held.push(
                     "UPDATE conversation_tags SET sort_at = $2 \
                      WHERE conversation_id = $1 AND sort_at <> $2",
-                )
-                .bind(c.id.as_uuid())
-                .bind(c.sort_at())
-                .execute(&mut *self.tx)
-                .await
-                .map(drop)
-                .map_err(from_sqlx)
+                    vec![Bind::Uuid(Some(c.id.as_uuid())), Bind::Int(Some(c.sort_at()))],
+                );
+                Ok(())
             }
 
             async fn insert_message(
                 &mut self,
                 m: &NewIngestedMessage,
             ) -> Result<bool, StoreError> {
+                self.flush().await?;
                 let done = sqlx::query(
                     "INSERT INTO messages (id, workspace_id, conversation_id, seq, direction, \
                        sender_type, kind, text, media, reply_to_wamid, wamid, status, error, raw, \
@@ -456,6 +743,7 @@ macro_rules! impl_ingest {
                 workspace_id: WorkspaceId,
                 wamid: &str,
             ) -> Result<Vec<PendingStatus>, StoreError> {
+                self.flush().await?;
                 <$db as Dialect>::lock_key(&mut *self.tx, &wamid_key(workspace_id, wamid))
                     .await?;
                 let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
@@ -487,6 +775,7 @@ macro_rules! impl_ingest {
                 workspace_id: WorkspaceId,
                 wamid: &str,
             ) -> Result<Option<MessageStatusState>, StoreError> {
+                self.flush().await?;
                 <$db as Dialect>::lock_key(&mut *self.tx, &wamid_key(workspace_id, wamid))
                     .await?;
                 let row: Option<(Uuid, Uuid, String, Uuid)> = sqlx::query_as(&format!(
@@ -519,6 +808,7 @@ macro_rules! impl_ingest {
                 text: Option<&str>,
                 wamid: &str,
             ) -> Result<Option<MessageStatusState>, StoreError> {
+                self.flush().await?;
                 // The oldest candidate, because sends of one conversation reach Kapso in the
                 // order they were written, and so do their echoes.
                 let row: Option<(Uuid, String)> = sqlx::query_as(
@@ -565,18 +855,17 @@ macro_rules! impl_ingest {
                 status: DeliveryStatus,
                 error: Option<&MessageError>,
             ) -> Result<(), StoreError> {
-                sqlx::query(
+                self.held.push(
                     "UPDATE messages SET status = $3, error = COALESCE($4, error) \
                      WHERE id = $1 AND workspace_id = $2",
-                )
-                .bind(id.as_uuid())
-                .bind(workspace_id.as_uuid())
-                .bind(status.as_str())
-                .bind(error.map(error_json))
-                .execute(&mut *self.tx)
-                .await
-                .map(drop)
-                .map_err(from_sqlx)
+                    vec![
+                        Bind::Uuid(Some(id.as_uuid())),
+                        Bind::Uuid(Some(workspace_id.as_uuid())),
+                        Bind::Text(Some(status.as_str().to_owned())),
+                        Bind::Text(error.map(error_json)),
+                    ],
+                );
+                Ok(())
             }
 
             async fn add_pending_status(
@@ -586,39 +875,81 @@ macro_rules! impl_ingest {
                 now: Timestamp,
             ) -> Result<(), StoreError> {
                 // The caller looked the message up with `lock_message`, which took the wamid's
-                // lock: the message cannot appear between that look-up and this insert.
-                sqlx::query(
+                // lock: the message cannot appear between that look-up and this insert, held
+                // back or not.
+                self.held.push(
                     "INSERT INTO pending_statuses (workspace_id, wamid, status, at, error, received_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (workspace_id, wamid, status) DO NOTHING",
-                )
-                .bind(workspace_id.as_uuid())
-                .bind(status.wamid.as_str())
-                .bind(status.status.as_str())
-                .bind(status.at.as_millis())
-                .bind(status.error.as_ref().map(error_json))
-                .bind(now.as_millis())
-                .execute(&mut *self.tx)
-                .await
-                .map(drop)
-                .map_err(from_sqlx)
+                    vec![
+                        Bind::Uuid(Some(workspace_id.as_uuid())),
+                        Bind::Text(Some(status.wamid.clone())),
+                        Bind::Text(Some(status.status.as_str().to_owned())),
+                        Bind::Int(Some(status.at.as_millis())),
+                        Bind::Text(status.error.as_ref().map(error_json)),
+                        Bind::Int(Some(now.as_millis())),
+                    ],
+                );
+                Ok(())
             }
 
             async fn append_events(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
-                self.appended_events |= !events.is_empty();
-                <$db as Dialect>::append_events(&mut *self.tx, events).await
+                if events.is_empty() {
+                    return Ok(());
+                }
+                self.appended_events = true;
+                let now = Timestamp::now().as_millis();
+                let mut sql = String::from(
+                    "INSERT INTO events \
+                     (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
+                     VALUES ",
+                );
+                let mut binds = Vec::with_capacity(events.len() * 5 + 1);
+                binds.push(Bind::Int(Some(now)));
+                for (i, event) in events.iter().enumerate() {
+                    let at = 2 + i * 5;
+                    let _ = write!(
+                        sql,
+                        "{}(${at}, ${}, ${}, ${}, ${}, $1)",
+                        if i == 0 { "" } else { ", " },
+                        at + 1,
+                        at + 2,
+                        at + 3,
+                        at + 4
+                    );
+                    binds.push(Bind::Uuid(Some(event.workspace_id.as_uuid())));
+                    binds.push(Bind::Text(Some(event.kind.as_str().to_owned())));
+                    binds.push(Bind::Uuid(event.conversation_id.map(|id| id.as_uuid())));
+                    binds.push(Bind::Uuid(event.contact_id.map(|id| id.as_uuid())));
+                    binds.push(Bind::Uuid(event.message_id.map(|id| id.as_uuid())));
+                }
+                self.held.push(&sql, binds);
+                Ok(())
             }
 
-            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-                self.tx.commit().await.map_err(from_sqlx)?;
-                if self.appended_events {
-                    self.changes.committed();
-                }
-                Ok(())
+            async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+                self.flush().await?;
+                let unit = *self;
+                <$tx as UnitTx<$db>>::commit(unit.tx, &unit.changes, unit.appended_events).await
             }
         }
     };
 }
 
-impl_ingest!(Sqlite);
-impl_ingest!(Postgres);
+impl_ingest!(Sqlite, Member);
+impl_ingest!(Postgres, sqlx::Transaction<'static, Postgres>);
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn renumbering_shifts_every_parameter_and_nothing_else() {
+        assert_eq!(renumber("a = $1 AND b = $12", 0), "a = $1 AND b = $12");
+        assert_eq!(
+            renumber("a = $1 AND b = $12, ($2)", 10),
+            "a = $11 AND b = $22, ($12)"
+        );
+        assert_eq!(renumber("x = 'y' $", 3), "x = 'y' $");
+    }
+}

@@ -15,6 +15,7 @@ mod deliveries;
 mod error;
 mod event_log;
 mod events;
+mod group_commit;
 mod health;
 mod identity;
 mod ingest;
@@ -47,6 +48,8 @@ pub struct Store<DB: sqlx::Database> {
     write: sqlx::Pool<DB>,
     cipher: SecretCipher,
     changes: Arc<Changes>,
+    /// Ingest's batch transaction on the SQLite writer (unused on PostgreSQL).
+    group_commit: group_commit::GroupCommit,
 }
 
 impl<DB: sqlx::Database> Clone for Store<DB> {
@@ -56,6 +59,7 @@ impl<DB: sqlx::Database> Clone for Store<DB> {
             write: self.write.clone(),
             cipher: self.cipher.clone(),
             changes: Arc::clone(&self.changes),
+            group_commit: self.group_commit.clone(),
         }
     }
 }

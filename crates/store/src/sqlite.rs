@@ -48,8 +48,12 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
             source,
         })?;
     }
+    // No ping before handing out a connection: on SQLite it is a round trip through the
+    // connection's worker thread that can only fail when the file itself is gone, and on the
+    // one writer it was one more wait per write transaction.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await
@@ -63,6 +67,7 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
     let options = options.read_only(true);
     let read = SqlitePoolOptions::new()
         .max_connections(READERS)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await
@@ -73,6 +78,7 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<SqliteStore, OpenError> 
         read,
         write,
         cipher: SecretCipher::new(key),
+        group_commit: crate::group_commit::GroupCommit::default(),
         changes: Arc::new(Changes::new(Remote::Sqlite(Box::new(options)))),
     })
 }

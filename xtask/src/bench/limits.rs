@@ -124,18 +124,9 @@ async fn http_ceiling(ctx: &mut Ctx) -> anyhow::Result<()> {
 const PG_INGEST: &str = r#"\set i random(0, :n - 1)
 BEGIN;
 SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now, gen_random_uuid() AS did, gen_random_uuid() AS mid \gset
-SELECT id AS ws, auto_create_contacts FROM workspaces WHERE kapso_phone_number_id = :pnid \gset
-INSERT INTO webhook_deliveries (id, idempotency_key, event, workspace_id, phone_number_id, headers, body, received_at, outcome, error, processed_at, attempts) VALUES (:did, 'limit-' || :did::text, 'whatsapp.message.received', NULL, :pnid, '{"content-type":"application/json"}', convert_to(repeat('x', 900), 'UTF8'), :now, 'pending', NULL, NULL, 0) ON CONFLICT (idempotency_key) DO NOTHING;
-SELECT id AS cid, whatsapp_name, last_activity_at, last_contact_at, assigned_to, lead_status FROM contacts WHERE workspace_id = :ws AND (phone = :prefix::text || lpad(:i::text, 7, '0') OR bsuid = NULL) ORDER BY CASE WHEN phone = :prefix::text || lpad(:i::text, 7, '0') THEN 0 ELSE 1 END LIMIT 1 \gset
-SELECT v.id AS vid, v.last_seq AS seq, v.unread_count AS unread FROM conversations v WHERE v.contact_id = :cid AND v.workspace_id = :ws FOR UPDATE OF v \gset
-SELECT pg_advisory_xact_lock(hashtextextended('wamid:' || :ws::text || ':' || 'wamid.limit.' || :mid::text, 0));
-DELETE FROM pending_statuses WHERE workspace_id = :ws AND wamid = 'wamid.limit.' || :mid::text RETURNING status, at, error;
+SELECT w.id AS ws, w.auto_create_contacts AS ws_auto_create, k.id AS cid, k.whatsapp_name AS k_whatsapp_name, k.last_activity_at AS k_last_activity_at, k.last_contact_at AS k_last_contact_at, k.assigned_to AS k_assigned_to, k.lead_status AS k_lead_status, v.id AS vid, v.workspace_id AS v_workspace_id, v.contact_id AS v_contact_id, v.status AS v_status, v.unread_count AS unread, v.last_message_at AS v_last_message_at, v.last_message_preview AS v_last_message_preview, v.last_inbound_at AS v_last_inbound_at, v.last_seq AS seq, v.kapso_conversation_id AS v_kapso_conversation_id, v.contact_assigned_to AS v_contact_assigned_to, v.lead_status AS v_lead_status FROM workspaces w JOIN contacts k ON k.workspace_id = w.id AND k.phone = :prefix::text || lpad(:i::text, 7, '0') JOIN conversations v ON v.contact_id = k.id AND v.workspace_id = w.id WHERE w.kapso_phone_number_id = :pnid FOR UPDATE OF v \gset
 INSERT INTO messages (id, workspace_id, conversation_id, seq, direction, sender_type, kind, text, media, reply_to_wamid, wamid, status, error, raw, sent_at, created_at) VALUES (:mid, :ws, :vid, :seq::bigint + 1, 'inbound', 'contact', 'text', 'limit replay', NULL, NULL, 'wamid.limit.' || :mid::text, 'received', NULL, '{"id":"wamid","type":"text","text":{"body":"limit replay"},"kapso":{"direction":"inbound"}}', :now, :now) ON CONFLICT (workspace_id, wamid) DO NOTHING;
-UPDATE contacts SET whatsapp_name = 'Bench Customer', last_activity_at = :now, activity_sort = :now, last_contact_at = :now, updated_at = :now WHERE id = :cid AND workspace_id = :ws;
-UPDATE conversations SET status = 'open', unread_count = :unread::int + 1, last_message_at = :now, last_message_preview = 'limit replay', last_inbound_at = :now, sort_at = :now, last_seq = :seq::bigint + 1, updated_at = :now WHERE id = :vid AND workspace_id = :ws;
-UPDATE conversation_tags SET sort_at = :now WHERE conversation_id = :vid AND sort_at <> :now;
-INSERT INTO events (workspace_id, kind, conversation_id, contact_id, message_id, created_at) VALUES (:ws, 'message.created', :vid, :cid, :mid, :now), (:ws, 'conversation.updated', :vid, :cid, NULL, :now);
-UPDATE webhook_deliveries SET outcome = 'processed', error = NULL, workspace_id = COALESCE(:ws, workspace_id), processed_at = :now, attempts = attempts + 1 WHERE id = :did;
+WITH w0 AS (UPDATE contacts SET whatsapp_name = 'Bench Customer', last_activity_at = :now, activity_sort = :now, last_contact_at = :now, updated_at = :now WHERE id = :cid AND workspace_id = :ws), w1 AS (UPDATE conversations SET status = 'open', unread_count = :unread::int + 1, last_message_at = :now, last_message_preview = 'limit replay', last_inbound_at = :now, sort_at = :now, last_seq = :seq::bigint + 1, kapso_conversation_id = 'kconv-limit', updated_at = :now WHERE id = :vid AND workspace_id = :ws), w2 AS (UPDATE conversation_tags SET sort_at = :now WHERE conversation_id = :vid AND sort_at <> :now), w3 AS (INSERT INTO events (workspace_id, kind, conversation_id, contact_id, message_id, created_at) VALUES (:ws, 'message.created', :vid, :cid, :mid, :now), (:ws, 'conversation.updated', :vid, :cid, NULL, :now)) INSERT INTO webhook_deliveries (id, idempotency_key, event, workspace_id, phone_number_id, headers, body, received_at, outcome, error, processed_at, attempts) VALUES (:did, 'limit-' || :did::text, 'whatsapp.message.received', :ws, :pnid, '{"content-type":"application/json"}', convert_to(repeat('x', 900), 'UTF8'), :now, 'processed', NULL, :now, 1) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id;
 END;
 "#;
 
@@ -453,49 +444,37 @@ async fn ingest_tx(
     let message = Uuid::now_v7();
     let wamid = format!("wamid.limit.{message}");
     let mut tx = write.begin().await?;
-    sqlx::query("SELECT id, auto_create_contacts FROM workspaces WHERE kapso_phone_number_id = $1")
-        .bind(BUSY_PHONE_NUMBER_ID)
-        .fetch_optional(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, idempotency_key, event, workspace_id, phone_number_id, \
-         headers, body, received_at, outcome, error, processed_at, attempts) \
-         VALUES ($1, $2, 'whatsapp.message.received', NULL, $3, '{}', $4, $5, 'pending', NULL, NULL, 0) \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+    let row: Option<(Uuid, Uuid, i64, i32)> = sqlx::query(
+        "SELECT w.id AS ws_id, w.auto_create_contacts AS ws_auto_create, k.id AS k_id, \
+         k.whatsapp_name AS k_whatsapp_name, k.last_activity_at AS k_last_activity_at, \
+         k.last_contact_at AS k_last_contact_at, k.assigned_to AS k_assigned_to, \
+         k.lead_status AS k_lead_status, v.id AS v_id, v.workspace_id AS v_workspace_id, \
+         v.contact_id AS v_contact_id, v.status AS v_status, v.unread_count AS v_unread_count, \
+         v.last_message_at AS v_last_message_at, v.last_message_preview AS v_last_message_preview, \
+         v.last_inbound_at AS v_last_inbound_at, v.last_seq AS v_last_seq, \
+         v.kapso_conversation_id AS v_kapso_conversation_id, \
+         v.contact_assigned_to AS v_contact_assigned_to, v.lead_status AS v_lead_status \
+         FROM workspaces w \
+         JOIN contacts k ON k.workspace_id = w.id AND k.phone = $2 \
+         JOIN conversations v ON v.contact_id = k.id AND v.workspace_id = w.id \
+         WHERE w.kapso_phone_number_id = $1",
     )
-    .bind(delivery)
-    .bind(format!("limit-{delivery}"))
     .bind(BUSY_PHONE_NUMBER_ID)
-    .bind(vec![b'x'; 900])
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let contact: Option<(Uuid,)> = sqlx::query_as(
-        "SELECT id, whatsapp_name, last_activity_at, last_contact_at, assigned_to, lead_status \
-         FROM contacts WHERE workspace_id = $1 AND (phone = $2 OR bsuid = $3) \
-         ORDER BY CASE WHEN phone = $2 THEN 0 ELSE 1 END LIMIT 1",
-    )
-    .bind(ws)
     .bind(&phone)
-    .bind(None::<String>)
     .fetch_optional(&mut *tx)
-    .await?;
-    let Some((contact,)) = contact else {
+    .await?
+    .map(|row: sqlx::sqlite::SqliteRow| {
+        use sqlx::Row;
+        (
+            row.get("k_id"),
+            row.get("v_id"),
+            row.get("v_last_seq"),
+            row.get("v_unread_count"),
+        )
+    });
+    let Some((contact, conversation, seq, unread)) = row else {
         return Err(sqlx::Error::RowNotFound);
     };
-    let (conversation, seq, unread): (Uuid, i64, i32) = sqlx::query_as(
-        "SELECT v.id, v.last_seq, v.unread_count FROM conversations v \
-         WHERE v.contact_id = $1 AND v.workspace_id = $2",
-    )
-    .bind(contact)
-    .bind(ws)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM pending_statuses WHERE workspace_id = $1 AND wamid = $2 RETURNING status, at, error")
-        .bind(ws)
-        .bind(&wamid)
-        .fetch_all(&mut *tx)
-        .await?;
     sqlx::query(
         "INSERT INTO messages (id, workspace_id, conversation_id, seq, direction, sender_type, kind, \
          text, media, reply_to_wamid, wamid, status, error, raw, sent_at, created_at) \
@@ -511,54 +490,33 @@ async fn ingest_tx(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    // The writes nobody reads the results of, sent as one text with the delivery's insert.
     sqlx::query(
         "UPDATE contacts SET whatsapp_name = 'Bench Customer', last_activity_at = $3, \
-         activity_sort = $3, last_contact_at = $3, updated_at = $3 WHERE id = $1 AND workspace_id = $2",
+         activity_sort = $3, last_contact_at = $3, updated_at = $3 WHERE id = $1 AND workspace_id = $2;
+         UPDATE conversations SET status = 'open', unread_count = $4, last_message_at = $3, \
+         last_message_preview = 'limit replay', last_inbound_at = $3, sort_at = $3, last_seq = $5, \
+         kapso_conversation_id = 'kconv-limit', updated_at = $3 WHERE id = $6 AND workspace_id = $2;
+         UPDATE conversation_tags SET sort_at = $3 WHERE conversation_id = $6 AND sort_at <> $3;
+         INSERT INTO events (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
+         VALUES ($2, 'message.created', $6, $1, $7, $3), ($2, 'conversation.updated', $6, $1, NULL, $3);
+         INSERT INTO webhook_deliveries (id, idempotency_key, event, workspace_id, phone_number_id, \
+         headers, body, received_at, outcome, error, processed_at, attempts) \
+         VALUES ($8, $9, 'whatsapp.message.received', $2, $10, '{}', $11, $3, 'processed', NULL, $3, 1) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(contact)
     .bind(ws)
     .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE conversations SET status = 'open', unread_count = $3, last_message_at = $4, \
-         last_message_preview = 'limit replay', last_inbound_at = $4, sort_at = $4, last_seq = $5, \
-         updated_at = $4 WHERE id = $1 AND workspace_id = $2",
-    )
-    .bind(conversation)
-    .bind(ws)
     .bind(unread + 1)
-    .bind(now)
     .bind(seq + 1)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE conversation_tags SET sort_at = $2 WHERE conversation_id = $1 AND sort_at <> $2",
-    )
     .bind(conversation)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO events (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
-         VALUES ($1, 'message.created', $2, $3, $4, $5), ($1, 'conversation.updated', $2, $3, NULL, $5)",
-    )
-    .bind(ws)
-    .bind(conversation)
-    .bind(contact)
     .bind(message)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE webhook_deliveries SET outcome = 'processed', error = NULL, \
-         workspace_id = COALESCE($2, workspace_id), processed_at = $3, attempts = attempts + 1 \
-         WHERE id = $1",
-    )
     .bind(delivery)
-    .bind(ws)
-    .bind(now)
-    .execute(&mut *tx)
+    .bind(format!("limit-{delivery}"))
+    .bind(BUSY_PHONE_NUMBER_ID)
+    .bind(vec![b'x'; 900])
+    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await
 }

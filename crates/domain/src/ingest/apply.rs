@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::rules::{
-    ContactState, ConversationState, IngestWorkspace, NewIngestedMessage, PendingStatus,
-    clean_profile_name, fold_statuses,
+    ContactState, ConversationState, IngestRoute, IngestWorkspace, NewIngestedMessage,
+    PendingStatus, clean_profile_name, fold_statuses,
 };
 use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
 use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
@@ -97,47 +97,29 @@ where
 {
     let now = Timestamp::now();
     let mut unit = repo.begin_ingest().await?;
+    let plan = Plan::of(facts);
     let phone_number_id = facts
         .phone_number_id
         .as_deref()
         .or(delivery.phone_number_id.as_deref());
-    let workspace = match route(unit.as_mut(), phone_number_id).await? {
-        Ok(workspace) => workspace,
-        Err(reason) => {
-            let stored = unit
-                .insert_delivery(delivery, None, DeliveryOutcome::Ignored, Some(&reason))
-                .await?;
-            if !stored {
-                return Ok(IngestOutcome::Duplicate);
-            }
-            unit.commit().await?;
-            return Ok(IngestOutcome::Ignored(reason));
-        }
+    let (workspace_id, outcome) = match route(unit.as_mut(), phone_number_id, &plan).await? {
+        Ok(route) => (
+            Some(route.workspace.id),
+            apply_facts(unit.as_mut(), route, &plan, facts, now).await?,
+        ),
+        Err(reason) => (None, IngestOutcome::Ignored(reason)),
     };
-    // The delivery row goes first: its unique idempotency key is what makes a concurrent or
-    // repeated delivery wait for, then skip, this one. It is written as processed and corrected
-    // below in the rare ignored case, which saves a write on the hot path.
-    let stored = unit
-        .insert_delivery(
-            delivery,
-            Some(workspace.id),
-            DeliveryOutcome::Processed,
-            None,
-        )
-        .await?;
-    if !stored {
+    // The delivery row goes last, with its final outcome: one write instead of an insert and
+    // a correction, sent together with the writes held back before it. Its unique idempotency
+    // key still makes a repeated delivery change nothing: the insert waits for a concurrent
+    // unit holding the key to finish, and when the key is stored the unit is dropped, which
+    // rolls back everything it did.
+    let (stored, error) = stored_outcome(&outcome);
+    if !unit
+        .insert_delivery(delivery, workspace_id, stored, error)
+        .await?
+    {
         return Ok(IngestOutcome::Duplicate);
-    }
-    let outcome = apply_facts(unit.as_mut(), workspace, facts, now).await?;
-    if let IngestOutcome::Ignored(reason) = &outcome {
-        unit.finish_delivery(
-            delivery.id,
-            Some(workspace.id),
-            DeliveryOutcome::Ignored,
-            Some(reason),
-            false,
-        )
-        .await?;
     }
     unit.commit().await?;
     Ok(outcome)
@@ -153,37 +135,46 @@ where
 {
     let now = Timestamp::now();
     let mut unit = repo.begin_ingest().await?;
+    let plan = Plan::of(facts);
     let phone_number_id = facts
         .phone_number_id
         .as_deref()
         .or(delivery.phone_number_id.as_deref());
-    let (workspace_id, outcome) = match route(unit.as_mut(), phone_number_id).await? {
-        Ok(workspace) => (
-            Some(workspace.id),
-            apply_facts(unit.as_mut(), workspace, facts, now).await?,
+    let (workspace_id, outcome) = match route(unit.as_mut(), phone_number_id, &plan).await? {
+        Ok(route) => (
+            Some(route.workspace.id),
+            apply_facts(unit.as_mut(), route, &plan, facts, now).await?,
         ),
         Err(reason) => (None, IngestOutcome::Ignored(reason)),
     };
-    let (stored, error) = match &outcome {
-        IngestOutcome::Ignored(reason) => (DeliveryOutcome::Ignored, Some(reason.as_str())),
-        _ => (DeliveryOutcome::Processed, None),
-    };
+    let (stored, error) = stored_outcome(&outcome);
     unit.finish_delivery(delivery.id, workspace_id, stored, error, true)
         .await?;
     unit.commit().await?;
     Ok(outcome)
 }
 
-/// The workspace a delivery is for, or why there is none.
+/// How an applied delivery is stored.
+fn stored_outcome(outcome: &IngestOutcome) -> (DeliveryOutcome, Option<&str>) {
+    match outcome {
+        IngestOutcome::Ignored(reason) => (DeliveryOutcome::Ignored, Some(reason.as_str())),
+        _ => (DeliveryOutcome::Processed, None),
+    }
+}
+
+/// The workspace a delivery is for (with the first customer's contact and locked conversation
+/// when the port found them on the way), or why there is none.
 async fn route(
     unit: &mut dyn IngestUnit,
     phone_number_id: Option<&str>,
-) -> Result<Result<IngestWorkspace, String>, StoreError> {
+    plan: &Plan<'_>,
+) -> Result<Result<IngestRoute, String>, StoreError> {
     let Some(phone_number_id) = phone_number_id else {
         return Ok(Err("the payload names no phone_number_id".to_owned()));
     };
+    let first = plan.groups.values().next().and_then(|group| group.first());
     Ok(unit
-        .workspace_for_phone_number_id(phone_number_id)
+        .route(phone_number_id, first.map(CustomerFact::customer))
         .await?
         .ok_or_else(|| format!("no workspace has phone_number_id {phone_number_id}")))
 }
@@ -212,49 +203,70 @@ fn customer_key(customer: &CustomerRef) -> Option<String> {
     }
 }
 
+/// A delivery's facts in the order they are applied: customer facts grouped per customer, the
+/// groups in key order, then statuses in wamid order (each group keeps payload order). Taking
+/// row locks in one global order means two deliveries that touch the same conversations cannot
+/// deadlock each other, and a status in the same delivery as its message finds it.
+struct Plan<'a> {
+    groups: BTreeMap<String, Vec<CustomerFact<'a>>>,
+    statuses: Vec<&'a StatusUpdate>,
+    unhandled: Vec<&'a str>,
+    skipped: Vec<String>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(facts: &'a DeliveryFacts) -> Self {
+        let mut plan = Plan {
+            groups: BTreeMap::new(),
+            statuses: Vec::new(),
+            unhandled: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for item in &facts.items {
+            let fact = match item {
+                Fact::Message(m) => CustomerFact::Message(m),
+                Fact::Conversation(n) => CustomerFact::Notice(n),
+                Fact::Status(s) => {
+                    plan.statuses.push(s);
+                    continue;
+                }
+                Fact::Unhandled { event } => {
+                    plan.unhandled.push(event);
+                    continue;
+                }
+            };
+            match customer_key(fact.customer()) {
+                Some(key) => plan.groups.entry(key).or_default().push(fact),
+                None => plan
+                    .skipped
+                    .push("a fact names no customer phone or bsuid".to_owned()),
+            }
+        }
+        plan.statuses.sort_by(|a, b| a.wamid.cmp(&b.wamid));
+        plan
+    }
+}
+
 /// Applies every fact; the outcome is `Ignored` when any fact was deliberately skipped.
-///
-/// Facts are applied customer by customer, in key order, and statuses after messages in wamid
-/// order (each group keeps payload order). Taking row locks in one global order means two
-/// deliveries that touch the same conversations cannot deadlock each other, and a status in
-/// the same delivery as its message finds it.
 async fn apply_facts(
     unit: &mut dyn IngestUnit,
-    workspace: IngestWorkspace,
+    route: IngestRoute,
+    plan: &Plan<'_>,
     facts: &DeliveryFacts,
     now: Timestamp,
 ) -> Result<IngestOutcome, StoreError> {
-    let mut skipped: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<String, Vec<CustomerFact<'_>>> = BTreeMap::new();
-    let mut statuses: Vec<&StatusUpdate> = Vec::new();
-    let mut unhandled: Vec<&str> = Vec::new();
-    for item in &facts.items {
-        let fact = match item {
-            Fact::Message(m) => CustomerFact::Message(m),
-            Fact::Conversation(n) => CustomerFact::Notice(n),
-            Fact::Status(s) => {
-                statuses.push(s);
-                continue;
-            }
-            Fact::Unhandled { event } => {
-                unhandled.push(event);
-                continue;
-            }
-        };
-        match customer_key(fact.customer()) {
-            Some(key) => groups.entry(key).or_default().push(fact),
-            None => skipped.push("a fact names no customer phone or bsuid".to_owned()),
-        }
-    }
-
+    let workspace = route.workspace;
+    // What the route found belongs to the first group (see `route`).
+    let mut found = route.customer;
+    let mut skipped = plan.skipped.clone();
     let mut events = Vec::new();
-    for group in groups.values() {
-        if let Some(reason) = apply_customer(unit, workspace, group, now, &mut events).await? {
+    for group in plan.groups.values() {
+        let reason = apply_customer(unit, workspace, group, found.take(), now, &mut events).await?;
+        if let Some(reason) = reason {
             skipped.push(reason);
         }
     }
-    statuses.sort_by(|a, b| a.wamid.cmp(&b.wamid));
-    for status in statuses {
+    for status in &plan.statuses {
         let update = (status.status, status.error.clone());
         if !update_stored_message(unit, workspace.id, &status.wamid, &[update], &mut events).await?
         {
@@ -273,7 +285,8 @@ async fn apply_facts(
 
     if facts.items.is_empty() {
         skipped.push("the delivery carries no message, status or conversation".to_owned());
-    } else if unhandled.len() == facts.items.len() {
+    } else if plan.unhandled.len() == facts.items.len() {
+        let mut unhandled = plan.unhandled.clone();
         unhandled.dedup();
         skipped.push(format!("no handler for {}", unhandled.join(", ")));
     }
@@ -285,13 +298,14 @@ async fn apply_facts(
     })
 }
 
-/// Applies one customer's facts: find or create the contact and conversation, store the
-/// messages, write the contact and conversation once. Returns why the group was skipped, if it
-/// was.
+/// Applies one customer's facts: find or create the contact and conversation (unless `found`
+/// holds them, the conversation locked), store the messages, write the contact and
+/// conversation once. Returns why the group was skipped, if it was.
 async fn apply_customer(
     unit: &mut dyn IngestUnit,
     workspace: IngestWorkspace,
     group: &[CustomerFact<'_>],
+    found: Option<(ContactState, ConversationState)>,
     now: Timestamp,
     events: &mut Vec<NewEvent>,
 ) -> Result<Option<String>, StoreError> {
@@ -299,19 +313,25 @@ async fn apply_customer(
         return Ok(None);
     };
     let customer = first.customer();
-    let Some((mut contact, contact_created)) =
-        find_or_create_contact(unit, workspace, customer, now).await?
-    else {
-        return Ok(Some(
-            "unknown customer and auto_create_contacts is off".to_owned(),
-        ));
+    let (mut contact, contact_created, found_conversation) = match found {
+        Some((contact, conversation)) => (contact, false, Some(conversation)),
+        None => match find_or_create_contact(unit, workspace, customer, now).await? {
+            Some((contact, created)) => (contact, created, None),
+            None => {
+                return Ok(Some(
+                    "unknown customer and auto_create_contacts is off".to_owned(),
+                ));
+            }
+        },
     };
     let mut named = false;
     for fact in group {
         named |= contact.observe_profile_name(fact.customer().profile_name.as_deref());
     }
-    let (mut conversation, conversation_created) =
-        lock_or_create_conversation(unit, workspace.id, &contact, now).await?;
+    let (mut conversation, conversation_created) = match found_conversation {
+        Some(conversation) => (conversation, false),
+        None => lock_or_create_conversation(unit, workspace.id, &contact, now).await?,
+    };
     let event = |kind, message_id| NewEvent {
         workspace_id: workspace.id,
         kind,

@@ -18,6 +18,16 @@ pub struct IngestWorkspace {
     pub auto_create_contacts: bool,
 }
 
+/// Where a delivery goes: its workspace and, when the port could find them in the same step,
+/// the first customer's contact and conversation (the conversation locked until commit).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestRoute {
+    /// The workspace.
+    pub workspace: IngestWorkspace,
+    /// The customer asked about, when it is a contact with a conversation.
+    pub customer: Option<(ContactState, ConversationState)>,
+}
+
 /// The contact fields ingest reads and writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContactState {

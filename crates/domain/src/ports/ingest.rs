@@ -12,7 +12,7 @@ use crate::delivery::{DeliveryOutcome, NewDelivery};
 use crate::event::NewEvent;
 use crate::ids::{ContactId, ConversationId, DeliveryId, MessageId, WorkspaceId};
 use crate::ingest::{
-    ContactState, ConversationState, CustomerRef, IngestWorkspace, MessageStatusState,
+    ContactState, ConversationState, CustomerRef, IngestRoute, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
 use crate::message::{DeliveryStatus, MessageError, MessageKind};
@@ -31,7 +31,9 @@ pub trait IngestRepository: Send + Sync {
 }
 
 /// The reads and writes of one ingest transaction. Every method runs inside it; nothing is
-/// visible to others before [`IngestUnit::commit`].
+/// visible to others before [`IngestUnit::commit`]. An implementation may hold back writes that
+/// return nothing and send them with the next statement that must run (at the latest with the
+/// commit), so that a delivery costs few round trips; their errors then surface there.
 ///
 /// Concurrency contract, which the use case's guarantees rest on: [`Self::lock_conversation`]
 /// holds the conversation until commit (so seq allocation is serial per conversation), and
@@ -39,18 +41,24 @@ pub trait IngestRepository: Send + Sync {
 /// (workspace, wamid) until commit (so a status and its message never miss each other).
 #[async_trait]
 pub trait IngestUnit: Send {
-    /// The workspace a business phone number routes to.
+    /// The workspace a business phone number routes to (`None` when none does) and, when
+    /// `customer` is given, its contact and that contact's conversation, locked until commit as
+    /// by [`Self::lock_conversation`], if both exist. The contact is looked up by phone when the
+    /// customer has one, else by bsuid; when this finds no contact, [`Self::find_contact`] still
+    /// may (a contact known only by its bsuid).
     ///
     /// # Errors
     /// Only `Unavailable` or `Internal`.
-    async fn workspace_for_phone_number_id(
+    async fn route(
         &mut self,
         phone_number_id: &str,
-    ) -> Result<Option<IngestWorkspace>, StoreError>;
+        customer: Option<&CustomerRef>,
+    ) -> Result<Option<IngestRoute>, StoreError>;
 
     /// Stores a new delivery with the given outcome and one attempt. Returns `false`, writing
     /// nothing, when its idempotency key is already stored (waiting for a concurrent unit that
-    /// stored it to finish first).
+    /// stored it to finish first); the caller then drops the unit, rolling back everything it
+    /// did.
     ///
     /// # Errors
     /// Only `Unavailable` or `Internal`.

@@ -898,6 +898,56 @@ pub async fn concurrent_burst_from_a_new_phone(h: Harness) {
     );
 }
 
+/// Kapso retrying a delivery while the first attempt is still being stored: one of them stores
+/// it, every other one is a duplicate that changed nothing, for a known customer as for a new one.
+pub async fn concurrent_copies_of_one_delivery_store_it_once(h: Harness) {
+    workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    run(&h, "k0", vec![inbound("w0", WA_ID, None, 100, "known")]).await;
+    let events = h.raw.int("SELECT COUNT(*) FROM events").await;
+    let mut tasks = Vec::new();
+    for (key, wa_id) in [("known", WA_ID), ("new", "6289999999999")] {
+        for _ in 0..8 {
+            let repo = Arc::clone(&h.repo);
+            tasks.push(tokio::spawn(async move {
+                let f = facts(vec![inbound(
+                    &format!("w-{key}"),
+                    wa_id,
+                    Some("Budi"),
+                    200,
+                    "again?",
+                )]);
+                // Every copy is received afresh, under a new id but the same key.
+                ingest(repo.as_ref(), &delivery(key), &f).await
+            }));
+        }
+    }
+    let mut processed = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("ingest") {
+            IngestOutcome::Processed => processed += 1,
+            IngestOutcome::Duplicate => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(processed, 2);
+    assert_eq!(
+        h.raw.int("SELECT COUNT(*) FROM webhook_deliveries").await,
+        3
+    );
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM messages").await, 3);
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM contacts").await, 2);
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM conversations").await, 2);
+    assert_eq!(
+        h.raw
+            .ints("SELECT last_seq FROM conversations ORDER BY last_seq")
+            .await,
+        [Some(1), Some(2)]
+    );
+    // Known customer: message.created, conversation.updated, contact.updated (the name).
+    // New customer: contact.updated, conversation.created, message.created.
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM events").await, events + 6);
+}
+
 pub async fn schema_mirrors_are_kept(h: Harness) {
     workspace(&h, "acme", PHONE_NUMBER_ID).await;
     run(&h, "k1", vec![inbound("w1", WA_ID, None, 100, "a")]).await;
@@ -1031,5 +1081,80 @@ pub async fn failures_are_recorded_and_replayable(h: Harness) {
             .await
             .expect("list")
             .is_empty()
+    );
+}
+
+/// Deliveries stored together (SQLite commits queued deliveries as one batch) stay independent:
+/// one that fails is rolled back alone and recorded as failed, every other one is stored whole.
+pub async fn a_failing_delivery_among_concurrent_ones_fails_alone(h: Harness) {
+    workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    run(
+        &h,
+        "m",
+        vec![echo("o1", 100, "hello", DeliveryStatus::Sent)],
+    )
+    .await;
+    // Corrupt data makes applying a status to o1 fail without the database being unavailable.
+    h.raw
+        .execute("UPDATE messages SET status = 'bogus'")
+        .await
+        .expect("corrupt");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let repo = Arc::clone(&h.repo);
+        tasks.push(tokio::spawn(async move {
+            let mut items = vec![inbound(
+                &format!("w{i}"),
+                &format!("62812000000{i:02}"),
+                None,
+                200 + i,
+                "hi",
+            )];
+            if i % 8 == 3 {
+                items.push(status("o1", DeliveryStatus::Read, None));
+            }
+            let out = ingest(repo.as_ref(), &delivery(&format!("k{i}")), &facts(items)).await;
+            (i, out)
+        }));
+    }
+    for task in tasks {
+        let (i, out) = task.await.expect("task");
+        let out = out.expect("ingest");
+        if i % 8 == 3 {
+            assert!(matches!(out, IngestOutcome::Failed(_)), "{i}: {out:?}");
+        } else {
+            assert_eq!(out, IngestOutcome::Processed, "{i}");
+        }
+    }
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM messages").await, 1 + 21);
+    for i in [3, 11, 19] {
+        assert_eq!(
+            h.raw
+                .int(&format!(
+                    "SELECT COUNT(*) FROM messages WHERE wamid = 'w{i}'"
+                ))
+                .await,
+            0,
+            "w{i} rolled back"
+        );
+    }
+    assert_eq!(h.raw.int("SELECT COUNT(*) FROM contacts").await, 1 + 21);
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'failed'")
+            .await,
+        3
+    );
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'processed'")
+            .await,
+        1 + 21
+    );
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM events WHERE kind = 'message.created'")
+            .await,
+        1 + 21
     );
 }
