@@ -95,20 +95,9 @@ async fn first_attempt<R>(
 where
     R: IngestRepository + ?Sized,
 {
-    let now = Timestamp::now();
     let mut unit = repo.begin_ingest().await?;
-    let plan = Plan::of(facts);
-    let phone_number_id = facts
-        .phone_number_id
-        .as_deref()
-        .or(delivery.phone_number_id.as_deref());
-    let (workspace_id, outcome) = match route(unit.as_mut(), phone_number_id, &plan).await? {
-        Ok(route) => (
-            Some(route.workspace.id),
-            apply_facts(unit.as_mut(), route, &plan, facts, now).await?,
-        ),
-        Err(reason) => (None, IngestOutcome::Ignored(reason)),
-    };
+    let (workspace_id, outcome) =
+        route_and_apply(unit.as_mut(), delivery.phone_number_id.as_deref(), facts).await?;
     // The delivery row goes last, with its final outcome: one write instead of an insert and
     // a correction, sent together with the writes held back before it. Its unique idempotency
     // key still makes a repeated delivery change nothing: the insert waits for a concurrent
@@ -133,20 +122,9 @@ async fn replay_attempt<R>(
 where
     R: IngestRepository + ?Sized,
 {
-    let now = Timestamp::now();
     let mut unit = repo.begin_ingest().await?;
-    let plan = Plan::of(facts);
-    let phone_number_id = facts
-        .phone_number_id
-        .as_deref()
-        .or(delivery.phone_number_id.as_deref());
-    let (workspace_id, outcome) = match route(unit.as_mut(), phone_number_id, &plan).await? {
-        Ok(route) => (
-            Some(route.workspace.id),
-            apply_facts(unit.as_mut(), route, &plan, facts, now).await?,
-        ),
-        Err(reason) => (None, IngestOutcome::Ignored(reason)),
-    };
+    let (workspace_id, outcome) =
+        route_and_apply(unit.as_mut(), delivery.phone_number_id.as_deref(), facts).await?;
     let (stored, error) = stored_outcome(&outcome);
     unit.finish_delivery(delivery.id, workspace_id, stored, error, true)
         .await?;
@@ -155,6 +133,28 @@ where
 }
 
 /// How an applied delivery is stored.
+/// Routes a delivery to its workspace and applies its facts there, in the unit's transaction:
+/// the workspace (none when the delivery is ignored) and what came of it.
+async fn route_and_apply(
+    unit: &mut dyn IngestUnit,
+    delivery_phone_number_id: Option<&str>,
+    facts: &DeliveryFacts,
+) -> Result<(Option<WorkspaceId>, IngestOutcome), StoreError> {
+    let now = Timestamp::now();
+    let plan = Plan::of(facts);
+    let phone_number_id = facts
+        .phone_number_id
+        .as_deref()
+        .or(delivery_phone_number_id);
+    Ok(match route(unit, phone_number_id, &plan).await? {
+        Ok(route) => (
+            Some(route.workspace.id),
+            apply_facts(unit, route, &plan, facts, now).await?,
+        ),
+        Err(reason) => (None, IngestOutcome::Ignored(reason)),
+    })
+}
+
 fn stored_outcome(outcome: &IngestOutcome) -> (DeliveryOutcome, Option<&str>) {
     match outcome {
         IngestOutcome::Ignored(reason) => (DeliveryOutcome::Ignored, Some(reason.as_str())),
