@@ -1015,19 +1015,19 @@ pub async fn conversation_notices_keep_the_kapso_id_current(h: Harness) {
     );
 }
 
-pub async fn failures_are_recorded_and_replayable(h: Harness) {
-    workspace(&h, "acme", PHONE_NUMBER_ID).await;
-    run(
-        &h,
-        "m",
-        vec![echo("o1", 100, "hello", DeliveryStatus::Sent)],
-    )
-    .await;
-    // Corrupt data makes applying fail without the database being unavailable.
+/// Workspace `acme` with our message `o1` stored with a corrupt status, so that applying a
+/// status to it fails without the database being unavailable.
+async fn with_a_corrupt_message(h: &Harness) {
+    workspace(h, "acme", PHONE_NUMBER_ID).await;
+    run(h, "m", vec![echo("o1", 100, "hello", DeliveryStatus::Sent)]).await;
     h.raw
         .execute("UPDATE messages SET status = 'bogus'")
         .await
         .expect("corrupt");
+}
+
+pub async fn failures_are_recorded_and_replayable(h: Harness) {
+    with_a_corrupt_message(&h).await;
     let f = facts(vec![
         inbound("w9", WA_ID, None, 500, "lost?"),
         status("o1", DeliveryStatus::Read, None),
@@ -1087,18 +1087,7 @@ pub async fn failures_are_recorded_and_replayable(h: Harness) {
 /// Deliveries stored together (SQLite commits queued deliveries as one batch) stay independent:
 /// one that fails is rolled back alone and recorded as failed, every other one is stored whole.
 pub async fn a_failing_delivery_among_concurrent_ones_fails_alone(h: Harness) {
-    workspace(&h, "acme", PHONE_NUMBER_ID).await;
-    run(
-        &h,
-        "m",
-        vec![echo("o1", 100, "hello", DeliveryStatus::Sent)],
-    )
-    .await;
-    // Corrupt data makes applying a status to o1 fail without the database being unavailable.
-    h.raw
-        .execute("UPDATE messages SET status = 'bogus'")
-        .await
-        .expect("corrupt");
+    with_a_corrupt_message(&h).await;
     let mut tasks = Vec::new();
     for i in 0..24 {
         let repo = Arc::clone(&h.repo);
