@@ -135,22 +135,6 @@ macro_rules! impl_identity {
                 row.map(Membership::try_from).transpose()
             }
 
-            async fn memberships_of(
-                &self,
-                user_id: UserId,
-            ) -> Result<Vec<MembershipSummary>, StoreError> {
-                let rows: Vec<MembershipSummaryRow> = sqlx::query_as(
-                    "SELECT w.id AS workspace_id, w.slug, w.name, m.role \
-                     FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-                     WHERE m.user_id = $1 ORDER BY w.slug",
-                )
-                .bind(user_id.as_uuid())
-                .fetch_all(&self.read)
-                .await
-                .map_err(from_sqlx)?;
-                rows.into_iter().map(MembershipSummary::try_from).collect()
-            }
-
             async fn members(&self, workspace_id: WorkspaceId) -> Result<Vec<Member>, StoreError> {
                 let rows: Vec<MemberRow> = sqlx::query_as(
                     "SELECT u.id, u.name, u.email, u.created_at AS user_created_at, m.role, m.created_at \

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::ids::{TokenId, UserId, WorkspaceId};
 use crate::token::{ApiToken, TokenHash};
-use crate::user::{Member, Membership, MembershipSummary, NewUser, Principal, Role, User};
+use crate::user::{Member, Membership, NewUser, Principal, Role, User};
 
 /// Users, memberships and API tokens.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -44,12 +44,6 @@ pub trait IdentityRepository: Send + Sync {
         workspace_id: WorkspaceId,
         user_id: UserId,
     ) -> Result<Option<Membership>, StoreError>;
-
-    /// Every membership of a user, with the workspaces' public identity, ordered by slug.
-    ///
-    /// # Errors
-    /// Only `Unavailable` or `Internal`.
-    async fn memberships_of(&self, user_id: UserId) -> Result<Vec<MembershipSummary>, StoreError>;
 
     /// The members of a workspace, oldest first.
     ///
