@@ -159,8 +159,9 @@ pub trait BulkSeed: Send + Sync {
     ) -> Result<Seeded, StoreError>;
 
     /// Refreshes the planner's statistics after a bulk load (`ANALYZE`; on PostgreSQL also
-    /// `VACUUM`, so index-only scans see an up-to-date visibility map), as a database that
-    /// grew to this size one write at a time would have by then.
+    /// `VACUUM`, so index-only scans see an up-to-date visibility map, and a `CHECKPOINT`, so
+    /// the load's dirty pages are not written out in the middle of whatever runs next), as a
+    /// database that grew to this size one write at a time would have by then.
     ///
     /// # Errors
     /// `Unavailable` when the database is down.

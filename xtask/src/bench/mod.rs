@@ -212,7 +212,9 @@ async fn run(opts: Options, root: PathBuf) -> anyhow::Result<()> {
         &opts, &root, &out_dir, &run_dir, &db, machine, fsync, started,
     )
     .await;
-    if let Err(e) = db.remove().await {
+    if opts.keep {
+        eprintln!("xtask: bench: kept the run's database: {}", db.url());
+    } else if let Err(e) = db.remove().await {
         eprintln!("xtask: bench: could not drop the run's database: {e:#}");
     }
     outcome

@@ -81,11 +81,13 @@ pub struct Options {
     pub quick: bool,
     /// Scenarios to run, in run order.
     pub scenarios: Vec<&'static str>,
+    /// Keep the run's PostgreSQL database afterwards, to inspect plans on the seeded data.
+    pub keep: bool,
 }
 
 /// The usage line.
 pub const USAGE: &str = "usage: cargo xtask bench [--db sqlite|postgres://...] [--scale 1m|100k|10k] \
-     [--quick] [--scenarios ingest,list,thread,actions,send,fanout,limits]";
+     [--quick] [--scenarios ingest,list,thread,actions,send,fanout,limits] [--keep]";
 
 impl Options {
     /// Parses the arguments after `bench`.
@@ -93,6 +95,7 @@ impl Options {
         let mut db = "sqlite".to_owned();
         let mut scale = None;
         let mut quick = false;
+        let mut keep = false;
         let mut scenarios: Vec<&'static str> = SCENARIOS.to_vec();
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -117,6 +120,7 @@ impl Options {
                     });
                 }
                 "--quick" => quick = true,
+                "--keep" => keep = true,
                 "--scenarios" => {
                     let wanted = value()?;
                     let mut picked = Vec::new();
@@ -142,6 +146,7 @@ impl Options {
             scale: scale.unwrap_or(if quick { Scale::K10 } else { Scale::M1 }),
             quick,
             scenarios,
+            keep,
         })
     }
 
