@@ -91,6 +91,10 @@ fn build_release(root: &Path) -> anyhow::Result<()> {
         let status = Command::new(&cargo)
             .args(["build", "--release"])
             .args(packages)
+            // `cargo xtask` sets this for the harness; ring's build script reruns when it
+            // changes, so passing it on rebuilt the TLS stack whenever the release binaries
+            // had last been built from a plain shell.
+            .env_remove("CARGO_MANIFEST_DIR")
             .current_dir(root)
             .status()
             .context("running cargo build")?;
