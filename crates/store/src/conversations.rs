@@ -826,23 +826,10 @@ macro_rules! impl_conversations {
                 now: Timestamp,
             ) -> Result<ConversationCounts, StoreError> {
                 let sql = counts_sql(&actor, now);
-                let query = bind_all(sqlx::query_as(&sql.text), sql.args);
-                // Counting a whole tenant is a scan of the table for the busy one and an
-                // index range for a small one: measured on PostgreSQL at 1M, the generic
-                // plan's index walk took 48 ms where the tenant's own plan scanned in 16.
-                let row: CountsRow = match <$db as ListDialect>::PLAN_FOR_THESE_PARAMETERS {
-                    Some(setting) => {
-                        let mut tx = self.read.begin().await.map_err(from_sqlx)?;
-                        sqlx::query(setting)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(from_sqlx)?;
-                        let row = query.fetch_one(&mut *tx).await.map_err(from_sqlx)?;
-                        tx.commit().await.map_err(from_sqlx)?;
-                        row
-                    }
-                    None => query.fetch_one(&self.read).await.map_err(from_sqlx)?,
-                };
+                let row: CountsRow = bind_all(sqlx::query_as(&sql.text), sql.args)
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(from_sqlx)?;
                 Ok(row.into())
             }
 

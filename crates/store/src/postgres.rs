@@ -30,14 +30,7 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
         .map_err(|e| OpenError::Connect {
             reason: e.to_string(),
         })?
-        .application_name("inbox")
-        // Every statement is prepared once per connection, and a prepared statement's plan is
-        // otherwise re-made for each execution while PostgreSQL judges the parameters' own plan
-        // cheaper than the generic one. For the list page of a busy workspace it always does
-        // (the generic plan estimates an average tenant), so each page paid a full planning,
-        // which measured as a third of the list's throughput. Our statements are written to
-        // walk an index in the order they return, which is the plan whatever the parameters.
-        .options([("plan_cache_mode", "force_generic_plan")]);
+        .application_name("inbox");
     // One direct attempt first: the pool would retry a refused connection until its acquire
     // timeout, and a wrong URL deserves an immediate, clear answer rather than a 10 s wait.
     PgConnection::connect_with(&options)

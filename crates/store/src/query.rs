@@ -49,11 +49,6 @@ pub(crate) trait ListDialect {
     /// Whether to pin the driving index with SQLite's `INDEXED BY`.
     const INDEX_HINTS: bool;
 
-    /// The statement that makes the rest of a transaction plan each query for its own
-    /// parameters, where statements otherwise reuse one generic plan (PostgreSQL's
-    /// `plan_cache_mode`, see `postgres::open`).
-    const PLAN_FOR_THESE_PARAMETERS: Option<&'static str>;
-
     /// `INDEXED BY <index>` on SQLite, nothing on PostgreSQL.
     fn indexed_by(index: &str) -> String {
         if Self::INDEX_HINTS {
@@ -66,13 +61,10 @@ pub(crate) trait ListDialect {
 
 impl ListDialect for sqlx::Sqlite {
     const INDEX_HINTS: bool = true;
-    const PLAN_FOR_THESE_PARAMETERS: Option<&'static str> = None;
 }
 
 impl ListDialect for sqlx::Postgres {
     const INDEX_HINTS: bool = false;
-    const PLAN_FOR_THESE_PARAMETERS: Option<&'static str> =
-        Some("SET LOCAL plan_cache_mode = force_custom_plan");
 }
 
 /// Binds `args` to a query built from [`Sql::text`].
