@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::Ctx;
 use super::ingest::deliveries;
 use super::load::{self, Latency, MakeRequest, Request, histogram};
-use super::machine::rss_mib;
+use super::machine::{CpuTimes, busy_text, rss_mib};
 use super::report::{Bar, Ceiling};
 use super::servers::Server;
 
@@ -311,6 +311,7 @@ async fn measure(
         .map_or(wanted, |peak| wanted.min(peak * 0.6))
         .round()
         .max(10.0);
+    let cpu = CpuTimes::now();
     let (
         run,
         Latencies {
@@ -328,10 +329,11 @@ async fn measure(
         1_000_000,
     )
     .await;
+    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     let delivered = marked as f64 / (run.ok.max(1) * clients) as f64;
     let events_per_s = events as f64 / clients as f64 / ctx.opts.open_duration().as_secs_f64();
     println!(
-        "  fanout in-process: {per_delivery:.1} events/delivery, {rate:.0} deliveries/s, {events_per_s:.0} events/s per client; commit-to-client p50 {:.2} p99 {:.2} max {:.2} ms; post-to-client p50 {:.2} p99 {:.2} max {:.2} ms (their acks: p50 {:.2} p99 {:.2} ms); {:.1}% delivered",
+        "  fanout in-process: {per_delivery:.1} events/delivery, {rate:.0} deliveries/s, {events_per_s:.0} events/s per client; commit-to-client p50 {:.2} p99 {:.2} max {:.2} ms; post-to-client p50 {:.2} p99 {:.2} max {:.2} ms (their acks: p50 {:.2} p99 {:.2} ms); {:.1}% delivered; machine CPU {}",
         from_commit.p50,
         from_commit.p99,
         from_commit.max,
@@ -340,7 +342,8 @@ async fn measure(
         latency.max,
         run.latency.p50,
         run.latency.p99,
-        delivered * 100.0
+        delivered * 100.0,
+        busy_text(cpu_busy)
     );
     *ctx.added_messages.entry("fanout").or_default() += calibration.ok + run.ok;
     latency_rows(
@@ -357,7 +360,7 @@ async fn measure(
         json!({"clients": clients, "events_per_delivery": per_delivery, "deliveries_per_s": rate,
                "events_per_s_per_client": events_per_s, "latency_post_to_client": latency.json(),
                "latency_commit_to_client": from_commit.json(),
-               "delivered_ratio": delivered, "ingest": run.json()}),
+               "delivered_ratio": delivered, "ingest": run.json(), "machine_cpu_busy": cpu_busy}),
     );
     let resyncs = seen.resyncs.load(Ordering::Relaxed);
     ctx.report
@@ -386,6 +389,7 @@ async fn measure(
         .map_or(100.0, |peak| (peak * 0.6).min(100.0))
         .round()
         .max(5.0);
+    let cpu = CpuTimes::now();
     let (
         run,
         Latencies {
@@ -403,17 +407,19 @@ async fn measure(
         2_000_000,
     )
     .await;
+    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     webhook.stop().await;
     let delivered = marked as f64 / (run.ok.max(1) * clients) as f64;
     println!(
-        "  fanout across processes: {cross_rate:.0} deliveries/s; commit-to-client p50 {:.2} p99 {:.2} max {:.2} ms; post-to-client p50 {:.2} p99 {:.2} max {:.2} ms; {:.1}% delivered",
+        "  fanout across processes: {cross_rate:.0} deliveries/s; commit-to-client p50 {:.2} p99 {:.2} max {:.2} ms; post-to-client p50 {:.2} p99 {:.2} max {:.2} ms; {:.1}% delivered; machine CPU {}",
         from_commit.p50,
         from_commit.p99,
         from_commit.max,
         latency.p50,
         latency.p99,
         latency.max,
-        delivered * 100.0
+        delivered * 100.0,
+        busy_text(cpu_busy)
     );
     *ctx.added_messages.entry("fanout").or_default() += run.ok;
     latency_rows(
@@ -430,7 +436,7 @@ async fn measure(
         json!({"clients": clients, "deliveries_per_s": cross_rate,
                "latency_post_to_client": latency.json(),
                "latency_commit_to_client": from_commit.json(), "delivered_ratio": delivered,
-               "ingest": run.json()}),
+               "ingest": run.json(), "machine_cpu_busy": cpu_busy}),
     );
     let resyncs = seen.resyncs.load(Ordering::Relaxed);
     ctx.report

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::Ctx;
 use super::kapso::Deliveries;
 use super::load::{self, MakeRequest};
+use super::machine::{CpuTimes, busy_text};
 use super::probe::{Arg, Probe};
 use super::report::{Bar, Ceiling};
 
@@ -86,6 +87,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     // Latency at the bar's rate, open loop.
     let rate = ctx.per_db(2_000.0, 1_000.0);
     ctx.rates.insert(rate as u64);
+    let cpu = CpuTimes::now();
     let open = load::open_loop(
         &ctx.client,
         rate,
@@ -96,16 +98,20 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         Arc::clone(&make),
     )
     .await;
+    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     next += open.sent + 1;
     acked.extend(&open.acked);
     println!(
-        "  ingest open {rate:.0}/s: p50 {:.2} p99 {:.2} max {:.2} ms{}",
+        "  ingest open {rate:.0}/s: p50 {:.2} p99 {:.2} max {:.2} ms{}; machine CPU {}",
         open.latency.p50,
         open.latency.p99,
         open.latency.max,
-        non_2xx(&open)
+        non_2xx(&open),
+        busy_text(cpu_busy)
     );
     ctx.report.detail("ingest", "open", open.json());
+    ctx.report
+        .detail("ingest", "open_machine_cpu_busy", json!(cpu_busy));
 
     let peak_bar = ctx.per_db(3_000.0, 2_000.0);
     ctx.report.row(

@@ -80,3 +80,50 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
         .ok()?;
     Some(kib / 1024.0)
 }
+
+/// The whole machine's CPU time so far, from `/proc/stat` (Linux only): read it before and after
+/// a measurement to tell a saturated machine from a slow path.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTimes {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    /// Now, or `None` where `/proc/stat` cannot be read.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+            return None;
+        };
+        let busy = user + nice + system + irq + softirq + steal;
+        Some(Self {
+            busy,
+            total: busy + idle + iowait,
+        })
+    }
+
+    /// The share of all cores busy since `self` (0 to 1).
+    pub fn busy_since(self) -> Option<f64> {
+        let now = Self::now()?;
+        let total = now.total.checked_sub(self.total).filter(|t| *t > 0)?;
+        Some(now.busy.saturating_sub(self.busy) as f64 / total as f64)
+    }
+}
+
+/// A machine-wide CPU share for the console, `busy 87%`, or `unknown`.
+pub fn busy_text(busy: Option<f64>) -> String {
+    busy.map_or_else(
+        || "unknown".to_owned(),
+        |b| format!("busy {:.0}%", b * 100.0),
+    )
+}
