@@ -174,7 +174,10 @@ pub async fn serve(
     // (about 19 KiB each, held as long as the connection): with thousands of open event streams
     // that was most of the process's memory. Turned into a make-service once, every connection
     // shares one table.
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        inbox_webhook::process::without_nagle(listener),
+        app.into_make_service(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -45,7 +45,7 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
             source,
         })?;
     process::announce("inbox-webhook", addr);
-    axum::serve(listener, app.into_make_service())
+    axum::serve(process::without_nagle(listener), app.into_make_service())
         .with_graceful_shutdown(process::shutdown_signal())
         .await
         .map_err(|source| process::StartError::Listen {
