@@ -682,18 +682,17 @@ macro_rules! impl_conversations {
                 .map_err(from_sqlx)
             }
 
-            /// Applies an action in one transaction: checks that the conversation is there for
-            /// the actor, changes it, appends `conversation.updated`.
+            /// Applies an action atomically: checks that the conversation is there for the
+            /// actor, changes it, appends `conversation.updated`.
             async fn change_conversation(
                 &self,
                 actor: Actor,
                 id: ConversationId,
                 change: Change,
             ) -> Result<Conversation, ActionError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
                 // Why an action matched no row, in the order the API answers: a conversation
                 // the actor cannot see is not found, before anything about the change itself.
-                let refusal = async |tx: &mut sqlx::Transaction<'static, $db>,
+                let refusal = async |conn: &mut <$db as sqlx::Database>::Connection,
                                      otherwise: ActionError| {
                     let assignment: Option<AssignmentRow> = sqlx::query_as(
                         "SELECT assigned_to, contact_assigned_to \
@@ -701,7 +700,7 @@ macro_rules! impl_conversations {
                     )
                     .bind(id.as_uuid())
                     .bind(actor.workspace_id.as_uuid())
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(&mut *conn)
                     .await
                     .map_err(from_sqlx)?;
                     Err(if assignment.is_some_and(|a| a.visible_to(&actor)) {
@@ -710,51 +709,45 @@ macro_rules! impl_conversations {
                         StoreError::NotFound.into()
                     })
                 };
-                let now = Timestamp::now().as_millis();
-                let mut sql = Sql::default();
-                let id_arg = sql.arg(Arg::Uuid(id.as_uuid()));
-                let ws_arg = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
-                let now_arg = sql.arg(Arg::Int(now));
-                let mut condition = match actor.visibility() {
-                    Visibility::All => String::new(),
-                    Visibility::AssignedTo(me) => {
-                        let me = sql.arg(Arg::Uuid(me.as_uuid()));
-                        format!(" AND (assigned_to = {me} OR contact_assigned_to = {me})")
-                    }
+                let update = change_sql(&actor, id, change);
+
+                if !<$db as Dialect>::SEQUENTIAL_TEXT {
+                    // PostgreSQL: the change, its event and the changed row in one statement,
+                    // one round trip instead of five (BEGIN, UPDATE, INSERT, SELECT, COMMIT).
+                    // The event's insert reads the update's RETURNING, so it happens exactly
+                    // when the update matched.
+                    let mut conn = self.write.acquire().await.map_err(from_sqlx)?;
+                    let Some(ChangeSql { mut sql, now }) = update else {
+                        return refusal(&mut conn, ActionError::Forbidden).await;
+                    };
+                    let kind = sql.arg(Arg::Text(EventKind::ConversationUpdated.as_str().into()));
+                    sql.text = format!(
+                        "WITH c AS ({} RETURNING *), \
+                         e AS (INSERT INTO events \
+                           (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
+                           SELECT c.workspace_id, {kind}, c.id, c.contact_id, NULL, {now} FROM c) \
+                         SELECT {CONVERSATION_COLUMNS} FROM c JOIN contacts k ON k.id = c.contact_id",
+                        sql.text
+                    );
+                    let row: Option<ConversationRow> =
+                        bind_all(sqlx::query_as(&sql.text), sql.args)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(from_sqlx)?;
+                    let Some(row) = row else {
+                        return refusal(&mut conn, ActionError::AssigneeNotMember).await;
+                    };
+                    self.changes.committed();
+                    return Ok(Conversation::try_from(row)?);
+                }
+
+                // SQLite: statements on its one writer connection cost no network round trip.
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let Some(ChangeSql { sql, .. }) = update else {
+                    return refusal(&mut tx, ActionError::Forbidden).await;
                 };
-                let set = match change {
-                    Change::Assign(assignee) => {
-                        if !actor.may_assign_to(assignee) {
-                            return refusal(&mut tx, ActionError::Forbidden).await;
-                        }
-                        match assignee {
-                            Some(user) => {
-                                let user = sql.arg(Arg::Uuid(user.as_uuid()));
-                                condition.push_str(&format!(
-                                    " AND EXISTS (SELECT 1 FROM memberships \
-                                     WHERE workspace_id = {ws_arg} AND user_id = {user})"
-                                ));
-                                format!("assigned_to = {user}")
-                            }
-                            None => "assigned_to = NULL".to_owned(),
-                        }
-                    }
-                    Change::AiPaused(paused) => {
-                        format!("ai_paused = {}", sql.arg(Arg::Bool(paused)))
-                    }
-                    Change::Read => "unread_count = 0".to_owned(),
-                    Change::Status(status) => {
-                        format!("status = {}", sql.arg(Arg::Text(status.as_str().into())))
-                    }
-                };
-                // Check and change in one statement: the row lock makes the visibility check
-                // and the update atomic, and it is one round trip.
-                sql.text = format!(
-                    "UPDATE conversations SET {set}, updated_at = {now_arg} \
-                     WHERE id = {id_arg} AND workspace_id = {ws_arg}{condition} \
-                     RETURNING contact_id"
-                );
-                let changed: Option<(Uuid,)> = bind_all(sqlx::query_as(&sql.text), sql.args)
+                let sql_text = format!("{} RETURNING contact_id", sql.text);
+                let changed: Option<(Uuid,)> = bind_all(sqlx::query_as(&sql_text), sql.args)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(from_sqlx)?;
@@ -973,6 +966,56 @@ macro_rules! impl_conversations {
             }
         }
     };
+}
+
+/// An action's `UPDATE` (without `RETURNING`), and the parameter holding its timestamp.
+struct ChangeSql {
+    sql: Sql,
+    now: String,
+}
+
+/// The `UPDATE` that checks and applies `change` in one statement: the row lock makes the
+/// visibility check and the change atomic. `None` when the actor may not make the change at all.
+fn change_sql(actor: &Actor, id: ConversationId, change: Change) -> Option<ChangeSql> {
+    let mut sql = Sql::default();
+    let id_arg = sql.arg(Arg::Uuid(id.as_uuid()));
+    let ws_arg = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
+    let now = sql.arg(Arg::Int(Timestamp::now().as_millis()));
+    let mut condition = match actor.visibility() {
+        Visibility::All => String::new(),
+        Visibility::AssignedTo(me) => {
+            let me = sql.arg(Arg::Uuid(me.as_uuid()));
+            format!(" AND (assigned_to = {me} OR contact_assigned_to = {me})")
+        }
+    };
+    let set = match change {
+        Change::Assign(assignee) => {
+            if !actor.may_assign_to(assignee) {
+                return None;
+            }
+            match assignee {
+                Some(user) => {
+                    let user = sql.arg(Arg::Uuid(user.as_uuid()));
+                    condition.push_str(&format!(
+                        " AND EXISTS (SELECT 1 FROM memberships \
+                         WHERE workspace_id = {ws_arg} AND user_id = {user})"
+                    ));
+                    format!("assigned_to = {user}")
+                }
+                None => "assigned_to = NULL".to_owned(),
+            }
+        }
+        Change::AiPaused(paused) => format!("ai_paused = {}", sql.arg(Arg::Bool(paused))),
+        Change::Read => "unread_count = 0".to_owned(),
+        Change::Status(status) => {
+            format!("status = {}", sql.arg(Arg::Text(status.as_str().into())))
+        }
+    };
+    sql.text = format!(
+        "UPDATE conversations SET {set}, updated_at = {now} \
+         WHERE id = {id_arg} AND workspace_id = {ws_arg}{condition}"
+    );
+    Some(ChangeSql { sql, now })
 }
 
 /// Actions other than assigning cannot be forbidden or name an assignee.
