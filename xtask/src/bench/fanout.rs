@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::Ctx;
 use super::ingest::deliveries;
 use super::load::{self, Latency, MakeRequest, Request, histogram};
-use super::machine::{CpuTimes, busy_text, rss_mib};
+use super::machine::{busy_text, rss_mib};
 use super::report::{Bar, Ceiling};
 use super::servers::Server;
 
@@ -311,7 +311,6 @@ async fn measure(
         .map_or(wanted, |peak| wanted.min(peak * 0.6))
         .round()
         .max(10.0);
-    let cpu = CpuTimes::now();
     let (
         run,
         Latencies {
@@ -329,7 +328,6 @@ async fn measure(
         1_000_000,
     )
     .await;
-    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     let delivered = marked as f64 / (run.ok.max(1) * clients) as f64;
     let events_per_s = events as f64 / clients as f64 / ctx.opts.open_duration().as_secs_f64();
     println!(
@@ -343,7 +341,7 @@ async fn measure(
         run.latency.p50,
         run.latency.p99,
         delivered * 100.0,
-        busy_text(cpu_busy)
+        busy_text(run.machine_cpu_busy)
     );
     *ctx.added_messages.entry("fanout").or_default() += calibration.ok + run.ok;
     latency_rows(
@@ -360,7 +358,7 @@ async fn measure(
         json!({"clients": clients, "events_per_delivery": per_delivery, "deliveries_per_s": rate,
                "events_per_s_per_client": events_per_s, "latency_post_to_client": latency.json(),
                "latency_commit_to_client": from_commit.json(),
-               "delivered_ratio": delivered, "ingest": run.json(), "machine_cpu_busy": cpu_busy}),
+               "delivered_ratio": delivered, "ingest": run.json()}),
     );
     let resyncs = seen.resyncs.load(Ordering::Relaxed);
     ctx.report
@@ -389,7 +387,6 @@ async fn measure(
         .map_or(100.0, |peak| (peak * 0.6).min(100.0))
         .round()
         .max(5.0);
-    let cpu = CpuTimes::now();
     let (
         run,
         Latencies {
@@ -407,7 +404,6 @@ async fn measure(
         2_000_000,
     )
     .await;
-    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     webhook.stop().await;
     let delivered = marked as f64 / (run.ok.max(1) * clients) as f64;
     println!(
@@ -419,7 +415,7 @@ async fn measure(
         latency.p99,
         latency.max,
         delivered * 100.0,
-        busy_text(cpu_busy)
+        busy_text(run.machine_cpu_busy)
     );
     *ctx.added_messages.entry("fanout").or_default() += run.ok;
     latency_rows(
@@ -436,7 +432,7 @@ async fn measure(
         json!({"clients": clients, "deliveries_per_s": cross_rate,
                "latency_post_to_client": latency.json(),
                "latency_commit_to_client": from_commit.json(), "delivered_ratio": delivered,
-               "ingest": run.json(), "machine_cpu_busy": cpu_busy}),
+               "ingest": run.json()}),
     );
     let resyncs = seen.resyncs.load(Ordering::Relaxed);
     ctx.report

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::kapso::mix;
 use super::load::{self, MakeRequest, Request};
-use super::machine::{CpuTimes, busy_text};
+use super::machine::busy_text;
 use super::report::{Bar, Ceiling};
 
 /// How one request kind is measured.
@@ -38,7 +38,6 @@ fn missing(status: u16) -> bool {
 
 async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Result<Value> {
     ctx.rates.insert(m.rate as u64);
-    let cpu = CpuTimes::now();
     let open = load::open_loop(
         &ctx.client,
         m.rate,
@@ -49,7 +48,6 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
         Arc::clone(&make),
     )
     .await;
-    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     println!(
         "  {} {} open {:.0}/s: p50 {:.2} p99 {:.2} max {:.2} ms, {} of {} 2xx; machine CPU {}",
         m.scenario,
@@ -60,7 +58,7 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
         open.latency.max,
         open.ok,
         open.sent,
-        busy_text(cpu_busy)
+        busy_text(open.machine_cpu_busy)
     );
     let mut peak = (0.0_f64, 0_usize);
     let mut closed = Vec::new();
@@ -122,10 +120,7 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
             open.statuses
         ));
     }
-    Ok(
-        json!({"open": open.json(), "open_machine_cpu_busy": cpu_busy, "closed": closed,
-               "peak_concurrency": peak.1}),
-    )
+    Ok(json!({"open": open.json(), "closed": closed, "peak_concurrency": peak.1}))
 }
 
 /// Marks a latency figure measured while the server could not keep up with the rate.

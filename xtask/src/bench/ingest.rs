@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::Ctx;
 use super::kapso::Deliveries;
 use super::load::{self, MakeRequest};
-use super::machine::{CpuTimes, busy_text};
+use super::machine::busy_text;
 use super::probe::{Arg, Probe};
 use super::report::{Bar, Ceiling};
 
@@ -87,7 +87,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     // Latency at the bar's rate, open loop.
     let rate = ctx.per_db(2_000.0, 1_000.0);
     ctx.rates.insert(rate as u64);
-    let cpu = CpuTimes::now();
     let open = load::open_loop(
         &ctx.client,
         rate,
@@ -98,7 +97,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         Arc::clone(&make),
     )
     .await;
-    let cpu_busy = cpu.and_then(CpuTimes::busy_since);
     next += open.sent + 1;
     acked.extend(&open.acked);
     println!(
@@ -107,11 +105,9 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         open.latency.p99,
         open.latency.max,
         non_2xx(&open),
-        busy_text(cpu_busy)
+        busy_text(open.machine_cpu_busy)
     );
     ctx.report.detail("ingest", "open", open.json());
-    ctx.report
-        .detail("ingest", "open_machine_cpu_busy", json!(cpu_busy));
 
     let peak_bar = ctx.per_db(3_000.0, 2_000.0);
     ctx.report.row(

@@ -22,6 +22,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use super::machine::CpuTimes;
+
 /// Latencies are recorded in microseconds, from 1 us to 2 minutes, with 3 significant digits.
 const HIGHEST_US: u64 = 120_000_000;
 
@@ -226,6 +228,9 @@ pub struct Run {
     /// Open loop: scheduling stopped early because more than [`MAX_BACKLOG`] of work was
     /// queued; the latencies are then a lower bound of what the full schedule would have seen.
     pub overloaded: bool,
+    /// Share of the whole machine's CPU busy during the run (0 to 1; `None` off Linux): tells a
+    /// saturated machine from a slow path.
+    pub machine_cpu_busy: Option<f64>,
 }
 
 /// An open-loop run stops scheduling once this much work (at its rate) is waiting: the server
@@ -261,6 +266,7 @@ impl Run {
             "throughput_per_s": round3(self.throughput()),
             "latency": self.latency.json(),
             "overloaded": self.overloaded,
+            "machine_cpu_busy": self.machine_cpu_busy.map(round3),
         })
     }
 }
@@ -312,7 +318,8 @@ impl Recorder {
         }
     }
 
-    fn finish(self, mut run: Run, elapsed: Duration) -> Run {
+    fn finish(self, mut run: Run, elapsed: Duration, cpu: Option<CpuTimes>) -> Run {
+        run.machine_cpu_busy = cpu.and_then(CpuTimes::busy_since);
         run.ok = self.ok;
         run.statuses = self.statuses;
         run.errors = self.errors;
@@ -336,6 +343,7 @@ pub async fn open_loop(
     keep_acked: bool,
     make: MakeRequest,
 ) -> Run {
+    let cpu = CpuTimes::now();
     let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
     let recorder = Arc::new(Mutex::new(Recorder::new()));
     let limit = Arc::new(Semaphore::new(max_in_flight));
@@ -408,6 +416,7 @@ pub async fn open_loop(
         } else {
             elapsed.max(duration)
         },
+        cpu,
     )
 }
 
@@ -420,6 +429,7 @@ pub async fn closed_loop(
     keep_acked: bool,
     make: MakeRequest,
 ) -> Run {
+    let cpu = CpuTimes::now();
     let recorder = Arc::new(Mutex::new(Recorder::new()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(first_index));
     let start = Instant::now();
@@ -457,6 +467,7 @@ pub async fn closed_loop(
             ..Run::default()
         },
         elapsed,
+        cpu,
     )
 }
 
@@ -486,6 +497,7 @@ pub async fn closed_loop_count(
     total: u64,
     make: MakeRequest,
 ) -> Run {
+    let cpu = CpuTimes::now();
     let recorder = Arc::new(Mutex::new(Recorder::new()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
@@ -523,5 +535,6 @@ pub async fn closed_loop_count(
             ..Run::default()
         },
         start.elapsed(),
+        cpu,
     )
 }
