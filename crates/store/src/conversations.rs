@@ -682,6 +682,24 @@ macro_rules! impl_conversations {
                 .map_err(from_sqlx)
             }
 
+            /// Whether the conversation exists in the actor's workspace and the actor may see it.
+            async fn visible(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                actor: &Actor,
+                id: ConversationId,
+            ) -> Result<bool, StoreError> {
+                let assignment: Option<AssignmentRow> = sqlx::query_as(
+                    "SELECT assigned_to, contact_assigned_to FROM conversations \
+                     WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(id.as_uuid())
+                .bind(actor.workspace_id.as_uuid())
+                .fetch_optional(conn)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(assignment.is_some_and(|a| a.visible_to(actor)))
+            }
+
             /// Applies an action atomically: checks that the conversation is there for the
             /// actor, changes it, appends `conversation.updated`.
             async fn change_conversation(
@@ -694,16 +712,7 @@ macro_rules! impl_conversations {
                 // the actor cannot see is not found, before anything about the change itself.
                 let refusal = async |conn: &mut <$db as sqlx::Database>::Connection,
                                      otherwise: ActionError| {
-                    let assignment: Option<AssignmentRow> = sqlx::query_as(
-                        "SELECT assigned_to, contact_assigned_to \
-                         FROM conversations WHERE id = $1 AND workspace_id = $2",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(actor.workspace_id.as_uuid())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(from_sqlx)?;
-                    Err(if assignment.is_some_and(|a| a.visible_to(&actor)) {
+                    Err(if Self::visible(conn, &actor, id).await? {
                         otherwise
                     } else {
                         StoreError::NotFound.into()
@@ -897,19 +906,8 @@ macro_rules! impl_conversations {
                     page = page.bind(actor.user_id.as_uuid());
                 }
                 let rows: Vec<MessageRow> = page.fetch_all(&mut *conn).await.map_err(from_sqlx)?;
-                if rows.is_empty() {
-                    let assignment: Option<AssignmentRow> = sqlx::query_as(
-                        "SELECT assigned_to, contact_assigned_to FROM conversations \
-                         WHERE id = $1 AND workspace_id = $2",
-                    )
-                    .bind(conversation_id.as_uuid())
-                    .bind(actor.workspace_id.as_uuid())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(from_sqlx)?;
-                    if !assignment.is_some_and(|a| a.visible_to(&actor)) {
-                        return Ok(None);
-                    }
+                if rows.is_empty() && !Self::visible(&mut conn, &actor, conversation_id).await? {
+                    return Ok(None);
                 }
                 let has_more = rows.len() > limit;
                 let mut messages = rows
