@@ -250,8 +250,8 @@ async fn conversation_actor(
     id: ConversationId,
 ) -> Result<Actor, ApiError> {
     let not_found = || ApiError::NotFound("Conversation");
-    if let [only] = caller.actors().as_slice() {
-        return Ok(*only);
+    if let [only] = caller.0.memberships.as_slice() {
+        return Ok(caller.0.actor(only));
     }
     let workspace_id = state
         .repo
