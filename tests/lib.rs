@@ -343,7 +343,7 @@ macro_rules! on_both_databases {
     };
 }
 
-/// One of Kapso's signed sample deliveries from `shared/fixtures/kapso`.
+/// One of the repository's signed sample deliveries (`crates/kapso/samples`).
 #[derive(Debug, Clone)]
 pub struct Fixture {
     /// Headers as Kapso sent them.
@@ -352,27 +352,16 @@ pub struct Fixture {
     pub body: String,
 }
 
-/// Reads a fixture by file stem, e.g. `v2-received-text`.
+/// Reads a sample by file stem, e.g. `v2-received-text`.
 ///
 /// # Panics
-/// When the fixture is missing or malformed.
+/// When the sample is missing or malformed.
 #[must_use]
 pub fn fixture(name: &str) -> Fixture {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/kapso")
-        .join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let json: Value = serde_json::from_str(&text).expect("fixture is JSON");
-    let headers = json["headers"]
-        .as_object()
-        .expect("fixture headers")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().expect("header value").to_owned()))
-        .collect();
+    let sample = inbox_kapso::samples::load(name);
     Fixture {
-        headers,
-        body: json["body"].as_str().expect("fixture body").to_owned(),
+        headers: sample.headers,
+        body: sample.body,
     }
 }
 

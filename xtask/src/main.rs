@@ -1,16 +1,20 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `demo`: a working inbox with a fake Kapso and a day of deliveries, until Ctrl-C.
-//! - `ci`: everything CI checks, in the order CI checks it: formatting, clippy with warnings
+//! - `ci`: everything CI checks, in the order CI checks it: that no file points outside the
+//!   repository, formatting, clippy with warnings
 //!   denied, the domain's dependency boundary, and the whole test suite on SQLite and
 //!   PostgreSQL.
 //! - `fake-kapso [--listen 127.0.0.1:PORT]`: serves the local stand-in for Kapso's API (sends
 //!   answered with generated wamids, handover workflow calls) until Ctrl-C, for the demo and for
 //!   trying sends by hand with `INBOX_KAPSO_BASE_URL` pointed at it.
-//! - `bench`: the performance harness of PERFORMANCE.md (`cargo xtask bench --help`).
+//! - `bench`: the performance harness of `docs/PERFORMANCE.md` (`cargo xtask bench --help`).
+//! - `samples`: writes the signed sample deliveries in `crates/kapso/samples/` from
+//!   `inbox_kapso::samples::generate` (run it after changing a sample there).
 
 mod bench;
 mod demo;
+mod standalone;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -33,9 +37,10 @@ fn main() -> anyhow::Result<()> {
         Some("bench-echo") => bench::echo(&args[1..]),
         Some("demo") => demo::run(demo::DemoOptions::parse(&args[1..])?),
         Some("fake-kapso") => fake_kapso(&args[1..]),
+        Some("samples") => write_samples(),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | bench [--help] | demo [--listen ADDR] | fake-kapso [--listen 127.0.0.1:PORT]"
+                "usage: cargo xtask ci | bench [--help] | demo [--listen ADDR] | fake-kapso [--listen 127.0.0.1:PORT] | samples"
             );
             bail!("unknown or missing command: {args:?}");
         }
@@ -74,7 +79,36 @@ fn fake_kapso(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes every sample delivery, removing files of samples that no longer exist.
+fn write_samples() -> anyhow::Result<()> {
+    let dir = inbox_kapso::samples::dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let samples = inbox_kapso::samples::generate();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let stale = path.extension().is_some_and(|ext| ext == "json")
+            && !samples
+                .iter()
+                .any(|s| path.file_stem().is_some_and(|stem| stem == s.name.as_str()));
+        if stale {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    for sample in &samples {
+        let path = dir.join(format!("{}.json", sample.name));
+        std::fs::write(&path, sample.to_file())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "xtask: wrote {} samples to {}",
+        samples.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
 fn ci() -> anyhow::Result<()> {
+    standalone::check(&bench::workspace_root())?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy",

@@ -10,6 +10,8 @@
 //!   calls of a handover, with failures classified as permanent, transient or window-closed.
 //! - `fake` (feature `fake`) serves a scriptable local stand-in for Kapso's API, for tests, the
 //!   demo and benchmarks.
+//! - `samples` (feature `samples`) writes and reads the signed sample deliveries the repository
+//!   carries in `crates/kapso/samples/`.
 
 pub mod client;
 mod content;
@@ -17,6 +19,8 @@ mod delivery;
 #[cfg(feature = "fake")]
 pub mod fake;
 mod lenient;
+#[cfg(feature = "samples")]
+pub mod samples;
 pub mod signature;
 pub mod webhook;
 

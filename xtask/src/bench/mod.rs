@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the performance harness PERFORMANCE.md describes.
+//! `cargo xtask bench`: the performance harness `docs/PERFORMANCE.md` describes.
 //!
 //! One command builds release binaries, starts them on a fresh database (port 0), seeds the
 //! dataset through the store's bulk module, runs the scenarios, checks the data afterwards, and
@@ -46,7 +46,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let root = workspace_root();
     if std::env::var_os(CHILD_ENV).is_none() {
         build_release(&root)?;
-        let xtask = root.join("target/release/xtask");
+        let xtask = target_dir(&root).join("release/xtask");
         let status = Command::new(&xtask)
             .arg("bench")
             .args(args)
@@ -73,10 +73,18 @@ pub fn echo(_args: &[String]) -> anyhow::Result<()> {
     runtime.block_on(servers::echo_server())
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (CI shares one between checkouts), else
+/// `target/` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 /// Builds the product in release mode, then the harness separately: built together, cargo
@@ -175,7 +183,7 @@ fn server_env(db: &Database, kapso: &FakeKapso) -> Vec<(&'static str, String)> {
 
 async fn run(opts: Options, root: PathBuf) -> anyhow::Result<()> {
     let started = Instant::now();
-    let out_dir = root.join("target/bench");
+    let out_dir = target_dir(&root).join("bench");
     let run_dir = out_dir.join(format!(
         "run-{}",
         if opts.postgres() {
@@ -246,7 +254,7 @@ async fn run_on(
 
     let kapso = FakeKapso::start().await;
     kapso.set_latency(Some(Duration::from_millis(5)));
-    let bin_dir = root.join("target/release");
+    let bin_dir = target_dir(root).join("release");
     let api = Server::start(
         &bin_dir.join("inbox-api"),
         &["serve"],

@@ -1,4 +1,4 @@
-//! The run's findings: every figure next to its bar from PERFORMANCE.md and its ratio to the
+//! The run's findings: every figure next to its bar from `docs/PERFORMANCE.md` and its ratio to the
 //! ceiling measured in the same run, written as `target/bench/report.json` and printed as a
 //! table.
 

@@ -1,66 +1,36 @@
-//! The shared signed sample deliveries, posted as Kapso and Meta would post them.
-
-use std::path::PathBuf;
+//! The repository's signed sample deliveries (`crates/kapso/samples`), posted as Kapso and Meta
+//! would post them.
 
 use axum::http::StatusCode;
+use inbox_kapso::samples::{self, Sample};
 use serde_json::Value;
 
 use crate::{Harness, KAPSO_SECRET, Post, post};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/kapso"
-);
-
-/// Every fixture, by name, in name order.
+/// Every sample, by name, in name order.
 pub fn all() -> Vec<(String, Post)> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(FIXTURES)
-        .expect("the shared fixtures folder exists")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    names.sort();
-    names
+    samples::all()
         .into_iter()
-        .map(|path| {
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .expect("UTF-8 file name")
-                .to_owned();
-            (name, load_path(&path))
-        })
+        .map(|sample| (sample.name.clone(), as_post(sample)))
         .collect()
 }
 
-/// One fixture by name.
+/// One sample by name.
 pub fn load(name: &str) -> Post {
-    load_path(&PathBuf::from(FIXTURES).join(format!("{name}.json")))
+    as_post(samples::load(name))
 }
 
-fn load_path(path: &PathBuf) -> Post {
-    let text = std::fs::read_to_string(path).expect("readable fixture");
-    let json: Value = serde_json::from_str(&text).expect("fixtures are JSON");
-    let headers = json["headers"]
-        .as_object()
-        .expect("headers object")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().expect("string header").to_owned()))
-        .collect();
+fn as_post(sample: Sample) -> Post {
     Post {
-        headers,
-        body: json["body"]
-            .as_str()
-            .expect("string body")
-            .as_bytes()
-            .to_vec(),
+        headers: sample.headers,
+        body: sample.body.into_bytes(),
     }
 }
 
 pub async fn every_fixture_is_stored_once_under_concurrent_repeats(h: Harness) {
     let app = h.app();
     let fixtures = all();
-    assert!(fixtures.len() >= 13, "the shared fixtures are present");
+    assert!(fixtures.len() >= 13, "the samples are present");
     for (i, (name, fixture)) in fixtures.iter().enumerate() {
         let mut tasks = Vec::new();
         for _ in 0..3 {

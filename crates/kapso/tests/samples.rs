@@ -1,49 +1,35 @@
-//! Every shared sample delivery: its signature verifies, and it parses into the facts its
-//! description promises.
-
-use std::path::PathBuf;
+//! Every sample delivery the repository carries: the files say what their generator says, their
+//! signatures verify, and each parses into the facts its description promises.
 
 use inbox_domain::Timestamp;
 use inbox_domain::ingest::{DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
 use inbox_domain::message::{DeliveryStatus, Direction, Media, MessageError, SenderType};
 use inbox_kapso::parse_delivery;
+use inbox_kapso::samples::{self, PHONE_NUMBER_ID, Sample};
 use inbox_kapso::signature::{self, SignatureError};
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/kapso"
-);
-const KAPSO_SECRET: &[u8] = b"wh_sec_test_123";
-const META_SECRET: &[u8] = b"meta_app_secret_abc";
-const PHONE_NUMBER_ID: &str = "123456789012345";
+const KAPSO_SECRET: &[u8] = samples::KAPSO_SECRET.as_bytes();
+const META_SECRET: &[u8] = samples::META_SECRET.as_bytes();
 
 struct Fixture {
     name: String,
-    headers: Value,
+    sample: Sample,
     body: Vec<u8>,
 }
 
 impl Fixture {
     fn load(name: &str) -> Self {
-        let path = PathBuf::from(FIXTURES).join(format!("{name}.json"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let json: Value = serde_json::from_str(&text).expect("fixtures are JSON");
-        let body = json["body"]
-            .as_str()
-            .expect("a fixture's body is a string")
-            .as_bytes()
-            .to_vec();
+        let sample = samples::load(name);
         Self {
             name: name.to_owned(),
-            headers: json["headers"].clone(),
-            body,
+            body: sample.body.as_bytes().to_vec(),
+            sample,
         }
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(Value::as_str)
+        self.sample.header(name)
     }
 
     fn parse(&self) -> DeliveryFacts {
@@ -53,17 +39,59 @@ impl Fixture {
 }
 
 fn all_fixture_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
-        .expect("the shared fixtures folder exists")
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            (path.extension()? == "json")
-                .then(|| path.file_stem()?.to_str().map(str::to_owned))
-                .flatten()
-        })
-        .collect();
-    names.sort();
-    names
+    samples::all().into_iter().map(|s| s.name).collect()
+}
+
+/// The files on disk are what `cargo xtask samples` writes today. Bodies are compared as JSON
+/// (a map's key order may differ between builds), so the file's own signature must verify over
+/// the file's own bytes.
+#[test]
+fn the_sample_files_match_their_generator() {
+    let on_disk = samples::all();
+    let generated = samples::generate();
+    let names = |list: &[Sample]| list.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&on_disk),
+        names(&generated),
+        "run `cargo xtask samples`"
+    );
+    let unsigned = |s: &Sample| {
+        let mut headers: Vec<(String, String)> = s
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.to_ascii_lowercase().contains("signature"))
+            .cloned()
+            .collect();
+        headers.sort();
+        headers
+    };
+    for (file, fresh) in on_disk.iter().zip(&generated) {
+        let name = &file.name;
+        assert_eq!(
+            file.description, fresh.description,
+            "{name}: run `cargo xtask samples`"
+        );
+        assert_eq!(
+            unsigned(file),
+            unsigned(fresh),
+            "{name}: run `cargo xtask samples`"
+        );
+        let body: Value = serde_json::from_str(&file.body).expect("JSON body");
+        let fresh_body: Value = serde_json::from_str(&fresh.body).expect("JSON body");
+        assert_eq!(body, fresh_body, "{name}: run `cargo xtask samples`");
+        assert!(file.to_file().ends_with('\n'));
+    }
+}
+
+/// The signing helper agrees with an HMAC-SHA256 computed outside Rust
+/// (`printf %s "$body" | openssl dgst -sha256 -hmac wh_sec_test_123`).
+#[test]
+fn the_signing_secret_matches_an_independent_hmac() {
+    let body = br#"{"phone_number_id":"123456789012345","message":{"id":"wamid.VECTOR"}}"#;
+    assert_eq!(
+        signature::sign_kapso(KAPSO_SECRET, body),
+        "d2f70447ed327991cec921b9bd8ffd03452dabab0af97a5a3513754908f27cf0"
+    );
 }
 
 fn only(facts: &DeliveryFacts) -> &Fact {
