@@ -8,6 +8,7 @@ use serde_json::Value;
 on_both_databases!(
     deliveries_are_stored_once_then_listed_and_replayed,
     refused_deliveries_leave_no_trace,
+    a_shared_webhook_secret_is_refused_at_start_with_two_tenants,
 );
 
 async fn connect_kapso(env: &TestEnv) {
@@ -88,4 +89,38 @@ async fn refused_deliveries_leave_no_trace(env: TestEnv) {
     let response = fixture("v2-received-text").post(&http, &api).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(delivery_log(&env, false).await.len(), 1);
+}
+
+/// A deployment-wide secret identifies a tenant only while there is one: with two, both
+/// binaries refuse to start and name the fix.
+async fn a_shared_webhook_secret_is_refused_at_start_with_two_tenants(env: TestEnv) {
+    env.admin(&["workspace", "create", "--slug", "one", "--name", "One"])
+        .await;
+    let lone = env
+        .api(&[("INBOX_KAPSO_WEBHOOK_SECRET", "shared_secret")])
+        .await;
+    lone.stop().await;
+    env.admin(&["workspace", "create", "--slug", "two", "--name", "Two"])
+        .await;
+    for (program, args) in [("inbox-api", vec!["serve"]), ("inbox-webhook", vec![])] {
+        let output = env
+            .command(program)
+            .args(&args)
+            .env("INBOX_LISTEN", "127.0.0.1:0")
+            .env("INBOX_KAPSO_WEBHOOK_SECRET", "shared_secret")
+            .output()
+            .await
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{program} started: {stderr}");
+        assert!(
+            stderr.contains("INBOX_KAPSO_WEBHOOK_SECRET is set but 2 workspaces exist")
+                && stderr.contains("set-kapso"),
+            "{program}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("shared_secret"),
+            "the secret is never printed"
+        );
+    }
 }

@@ -277,6 +277,9 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     let key = core.secret_key()?;
     let listener = process::bind(&args.listen).await?;
     let repo = inbox_store::open(&core.database_url, &key).await?;
+    if !args.no_webhook {
+        process::check_webhook_settings(repo.as_ref(), &args.webhook.settings()).await?;
+    }
     let kapso_timeout = Duration::from_millis(args.kapso_timeout_ms.max(1));
     let kapso = inbox_kapso::KapsoClient::new(&inbox_kapso::KapsoClientConfig {
         base_url: args.kapso_base_url.clone(),

@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::content;
 use crate::webhook::{
     CONVERSATION_PREFIX, Conversation, MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_READ,
-    MESSAGE_RECEIVED, MESSAGE_SENT, MetaContact, MetaError, MetaPayload, MetaStatus, MetaValue,
-    V2Batch, V2Event, WaMessage, resolve_event,
+    MESSAGE_RECEIVED, MESSAGE_SENT, MetaChange, MetaContact, MetaError, MetaPayload, MetaStatus,
+    MetaValue, V2Batch, V2Event, WaMessage, resolve_event,
 };
 
 /// Why a delivery body could not be read at all. Bodies that are readable but say something we
@@ -36,6 +36,14 @@ pub enum ParseError {
     /// The body has none of the shapes Kapso sends: v2 event, v2 batch or Meta payload.
     #[error("the body is not a Kapso v2 event, a v2 batch or a Meta payload")]
     Unrecognised,
+    /// More elements than one delivery may carry.
+    #[error("the delivery carries {count} elements; at most {max} are accepted in one delivery")]
+    TooManyElements {
+        /// How many it carries.
+        count: usize,
+        /// The most accepted.
+        max: usize,
+    },
 }
 
 /// Reads one delivery, already verified, into the facts it states.
@@ -58,12 +66,21 @@ pub fn parse_delivery(
     body: &[u8],
 ) -> Result<DeliveryFacts, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
+    parse_value(event_header, value)
+}
+
+/// [`parse_delivery`] over a body already read as JSON.
+pub(crate) fn parse_value(
+    event_header: Option<&str>,
+    mut value: Value,
+) -> Result<DeliveryFacts, ParseError> {
+    strip_nul(&mut value);
     let Value::Object(object) = &value else {
         return Err(ParseError::NotAnObject);
     };
     let event_header = event_header.map(str::trim).filter(|h| !h.is_empty());
 
-    if object.contains_key("entry") || object.get("object").is_some_and(Value::is_string) {
+    if is_meta_shape(&value) {
         return Ok(meta_facts(read(&value)));
     }
     match object.get("data") {
@@ -84,6 +101,29 @@ pub fn parse_delivery(
         phone_number_id,
         items: vec![v2_fact(event, single)?],
     })
+}
+
+/// Whether a body is a raw Meta payload (`object` / `entry`).
+pub(crate) fn is_meta_shape(value: &Value) -> bool {
+    value.get("entry").is_some() || value.get("object").is_some_and(Value::is_string)
+}
+
+/// Removes U+0000 from every string and key: PostgreSQL's `text` and `jsonb` refuse it, and it
+/// carries nothing a person wrote. Done on the tree, before anything is read from it, so both
+/// backends store the same text.
+fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let entries = std::mem::take(map);
+                map.extend(entries.into_iter().map(|(k, v)| (k.replace('\0', ""), v)));
+            }
+            map.values_mut().for_each(strip_nul);
+        }
+        _ => {}
+    }
 }
 
 fn batch_facts(event_header: Option<&str>, body: &Value) -> Result<DeliveryFacts, ParseError> {
@@ -372,17 +412,47 @@ fn meta_facts(payload: MetaPayload) -> DeliveryFacts {
     let mut phone_number_id = None;
     let mut items = Vec::new();
     for change in payload.entry.iter().flat_map(|e| &e.changes) {
-        let field = change.field.as_deref().unwrap_or("unknown");
-        let Some(value) = &change.value else {
-            items.push(meta_unhandled(field));
-            continue;
-        };
-        if phone_number_id.is_none() {
-            phone_number_id = value
-                .metadata
-                .as_ref()
-                .and_then(|m| present(m.phone_number_id.as_deref()));
+        let (number, facts) = meta_change_facts(change);
+        phone_number_id = phone_number_id.or(number);
+        items.extend(facts);
+    }
+    DeliveryFacts {
+        phone_number_id,
+        items,
+    }
+}
+
+/// A verified raw Meta payload split by business number: one part per number its changes name,
+/// in order of first appearance, each with the facts of its own changes in payload order.
+pub(crate) fn meta_parts(mut value: Value) -> Vec<DeliveryFacts> {
+    strip_nul(&mut value);
+    let payload: MetaPayload = read(&value);
+    let mut parts: Vec<DeliveryFacts> = Vec::new();
+    for change in payload.entry.iter().flat_map(|e| &e.changes) {
+        let (number, facts) = meta_change_facts(change);
+        match parts.iter_mut().find(|p| p.phone_number_id == number) {
+            Some(part) => part.items.extend(facts),
+            None => parts.push(DeliveryFacts {
+                phone_number_id: number,
+                items: facts,
+            }),
         }
+    }
+    parts
+}
+
+/// One change of a Meta payload: the business number it names and its facts.
+fn meta_change_facts(change: &MetaChange) -> (Option<String>, Vec<Fact>) {
+    let mut items = Vec::new();
+    let field = change.field.as_deref().unwrap_or("unknown");
+    let Some(value) = &change.value else {
+        return (None, vec![meta_unhandled(field)]);
+    };
+    let phone_number_id = value
+        .metadata
+        .as_ref()
+        .and_then(|m| present(m.phone_number_id.as_deref()));
+    {
         let before = items.len();
         for raw in &value.messages {
             items.push(meta_message(raw, value, false).unwrap_or_else(|| meta_unhandled(field)));
@@ -409,10 +479,7 @@ fn meta_facts(payload: MetaPayload) -> DeliveryFacts {
             items.push(meta_unhandled(field));
         }
     }
-    DeliveryFacts {
-        phone_number_id,
-        items,
-    }
+    (phone_number_id, items)
 }
 
 fn meta_unhandled(field: &str) -> Fact {

@@ -5,6 +5,8 @@
 //!   raw body bytes, before anything is parsed.
 //! - [`webhook`] holds the lenient wire types of Kapso v2 events, v2 batches and raw Meta
 //!   payloads.
+//! - [`routing`] reads the business number of an unverified body without building a tree, and
+//!   splits a verified one per number ([`parse_routed`]).
 //! - [`parse_delivery`] reads a verified body into provider-neutral facts.
 //! - [`client`] is the reqwest client for Kapso's API: sends, read receipts and the workflow
 //!   calls of a handover, with failures classified as permanent, transient or window-closed.
@@ -19,6 +21,7 @@ mod delivery;
 #[cfg(feature = "fake")]
 pub mod fake;
 mod lenient;
+pub mod routing;
 #[cfg(feature = "samples")]
 pub mod samples;
 pub mod signature;
@@ -26,3 +29,4 @@ pub mod webhook;
 
 pub use client::{KapsoClient, KapsoClientConfig, KapsoError, SentMessage, WorkflowUpdate};
 pub use delivery::{ParseError, parse_delivery};
+pub use routing::{RoutedDelivery, parse_routed, peek_phone_number_id};

@@ -95,6 +95,14 @@ macro_rules! impl_workspaces {
                 row.map(Workspace::try_from).transpose()
             }
 
+            async fn workspace_count(&self) -> Result<u64, StoreError> {
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workspaces")
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(from_sqlx)?;
+                Ok(u64::try_from(count).unwrap_or_default())
+            }
+
             async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>, StoreError> {
                 let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
                     "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE slug = $1"

@@ -36,7 +36,9 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
     let key = cli.core.secret_key()?;
     let listener = process::bind(&cli.listen).await?;
     let repo = inbox_store::open(&cli.core.database_url, &key).await?;
-    let state = inbox_webhook::WebhookState::new(repo.clone(), cli.webhook.settings());
+    let settings = cli.webhook.settings();
+    process::check_webhook_settings(repo.as_ref(), &settings).await?;
+    let state = inbox_webhook::WebhookState::new(repo.clone(), settings);
     let app = inbox_webhook::router(state).merge(inbox_webhook::health::router(repo));
     let addr = listener
         .local_addr()

@@ -109,6 +109,36 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Database(#[from] inbox_store::OpenError),
+    /// A deployment-wide webhook secret cannot say which of several tenants signed.
+    #[error(
+        "INBOX_KAPSO_WEBHOOK_SECRET is set but {workspaces} workspaces exist: a shared secret cannot tell which one signed a delivery; give each workspace its own with `inbox-api admin workspace set-kapso --workspace <slug> --phone-number-id <id> --webhook-secret -` and unset INBOX_KAPSO_WEBHOOK_SECRET"
+    )]
+    SharedWebhookSecret {
+        /// How many workspaces exist.
+        workspaces: u64,
+    },
+    /// The database answered with an error while starting.
+    #[error("the database failed while starting: {0}")]
+    Store(#[from] inbox_domain::ports::StoreError),
+}
+
+/// Refuses a deployment-wide Kapso webhook secret once more than one workspace exists (the
+/// receiver also stops applying it then, for workspaces created while it runs).
+///
+/// # Errors
+/// [`StartError::SharedWebhookSecret`], or the database's error.
+pub async fn check_webhook_settings(
+    repo: &dyn inbox_domain::ports::Repository,
+    settings: &crate::WebhookSettings,
+) -> Result<(), StartError> {
+    if settings.kapso_webhook_secret.is_none() {
+        return Ok(());
+    }
+    let workspaces = repo.workspace_count().await?;
+    if workspaces > 1 {
+        return Err(StartError::SharedWebhookSecret { workspaces });
+    }
+    Ok(())
 }
 
 impl CoreSettings {

@@ -19,7 +19,7 @@ use inbox_domain::ports::{Repository, StoreError};
 use inbox_domain::workspace::Secret;
 use inbox_domain::{DeliveryId, Timestamp};
 use inbox_kapso::signature::{KAPSO_SIGNATURE_HEADER, META_SIGNATURE_HEADER};
-use inbox_kapso::{ParseError, parse_delivery};
+use inbox_kapso::{ParseError, parse_routed, peek_phone_number_id};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,9 @@ pub const WEBHOOK_PATH: &str = "/api/webhook/kapso";
 
 /// Largest accepted body. Kapso batches stay far below it; anything bigger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Longest accepted `X-Idempotency-Key` (Kapso sends UUIDs).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
 /// The headers kept with a stored delivery (lower case). Never the signatures.
 const KEPT_HEADERS: [&str; 6] = [
@@ -168,22 +171,25 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Option<Bytes> {
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
     let Some(bytes) = read_body(&headers, body).await else {
+        return too_large("The webhook body is larger than 3 MiB.");
+    };
+    let Some(key) = idempotency_key(&headers, &bytes) else {
         return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "The webhook body is larger than 3 MiB.",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("X-Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes."),
         );
     };
     let event = header_str(&headers, "x-webhook-event");
     // The Kapso secret to verify with depends on the workspace the payload names, so the
-    // business number is peeked at first; nothing is parsed further or written before the
-    // signature holds.
+    // business number is peeked at first, streaming, without building a tree of the body;
+    // nothing is parsed further or written before the signature holds.
     let peeked = peek_phone_number_id(&bytes);
-    match verify(&state, &headers, &bytes, peeked.as_deref()).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let signer = match verify(&state, &headers, &bytes, peeked.as_deref()).await {
+        Ok(Some(signer)) => signer,
+        Ok(None) => {
             tracing::warn!(
-                phone_number_id = peeked.as_deref().unwrap_or("-"),
+                phone_number_id = bounded(peeked.as_deref().unwrap_or("-")),
                 "webhook: refused a delivery whose signature does not verify; if it came from \
                  Kapso, the webhook secret stored here differs from Kapso's: set it with \
                  `inbox-api admin workspace set-kapso --workspace <slug> --phone-number-id <id> --webhook-secret -`"
@@ -191,51 +197,109 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
             return unauthorized();
         }
         Err(e) => return store_failure(&e),
-    }
-    let parsed = parse_delivery(event, &bytes);
-    let phone_number_id = match &parsed {
-        Ok(facts) => facts.phone_number_id.clone().or(peeked),
-        Err(_) => peeked,
     };
+    let routed = match parse_routed(event, &bytes) {
+        Ok(routed) => routed,
+        Err(ParseError::NotJson(_)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "The webhook body is not JSON.",
+            );
+        }
+        Err(e @ ParseError::TooManyElements { .. }) => return too_large(&e.to_string()),
+        Err(e) => return keep_unreadable(&state, &headers, &bytes, key, peeked, &e).await,
+    };
+    let parts = match signer {
+        // One HMAC covers the whole body: a body signed with one workspace's secret speaks
+        // for that workspace alone, so every number it names must be the one it was
+        // verified for.
+        Signer::Kapso => {
+            let foreign = routed
+                .named_numbers
+                .iter()
+                .find(|named| Some(named.as_str()) != peeked.as_deref());
+            if let Some(foreign) = foreign {
+                tracing::warn!(
+                    phone_number_id = bounded(peeked.as_deref().unwrap_or("-")),
+                    named = bounded(foreign),
+                    "webhook: refused a signed delivery that names a business number other than \
+                     the one its signature was verified for"
+                );
+                return unauthorized();
+            }
+            vec![routed.into_single(peeked)]
+        }
+        // The deployment's Meta app secret is the operator's: a Meta delivery may carry
+        // several numbers, and each part goes to its own workspace.
+        Signer::Meta if routed.parts.is_empty() => vec![routed.into_single(None)],
+        Signer::Meta => routed.parts,
+    };
+    let split = parts.len() > 1;
+    for facts in &parts {
+        let key = match (&facts.phone_number_id, split) {
+            (Some(number), true) => format!("{key}#{number}"),
+            (None, true) => format!("{key}#-"),
+            (_, false) => key.clone(),
+        };
+        let delivery = NewDelivery {
+            id: DeliveryId::new(),
+            idempotency_key: Some(key),
+            event: event.map(str::to_owned),
+            phone_number_id: facts.phone_number_id.clone(),
+            headers: kept_headers(&headers),
+            body: bytes.to_vec(),
+            received_at: Timestamp::now(),
+        };
+        // A part stored before a later one failed is a duplicate when the sender retries, so
+        // answering 503 here loses nothing and stores nothing twice.
+        if let Err(response) = accept(&state, &delivery, facts).await {
+            return response;
+        }
+    }
+    received()
+}
 
+/// Signed, but in a shape we cannot read: kept as failed, for a replay once the parser knows
+/// the shape. Answering 200 stops retries that cannot succeed.
+async fn keep_unreadable(
+    state: &WebhookState,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    key: String,
+    phone_number_id: Option<String>,
+    error: &ParseError,
+) -> Response {
     let delivery = NewDelivery {
         id: DeliveryId::new(),
-        idempotency_key: Some(idempotency_key(&headers, &bytes)),
-        event: event.map(str::to_owned),
+        idempotency_key: Some(key),
+        event: header_str(headers, "x-webhook-event").map(str::to_owned),
         phone_number_id,
-        headers: kept_headers(&headers),
+        headers: kept_headers(headers),
         body: bytes.to_vec(),
         received_at: Timestamp::now(),
     };
-    match parsed {
-        Ok(facts) => accept(&state, &delivery, &facts).await,
-        Err(ParseError::NotJson(_)) => refuse(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "The webhook body is not JSON.",
-        ),
-        Err(e) => {
-            // Signed by Kapso but in a shape we cannot read: keep it, as failed, for a replay
-            // once the parser knows the shape. Answering 200 stops retries that cannot succeed.
-            tracing::warn!(delivery.id = %delivery.id, error = %e, "webhook: unreadable delivery stored as failed");
-            let recorded = state
-                .repo
-                .record_delivery(
-                    &delivery,
-                    None,
-                    inbox_domain::delivery::DeliveryOutcome::Failed,
-                    Some(e.to_string()),
-                )
-                .await;
-            match recorded {
-                Ok(_) => received(),
-                Err(e) => store_failure(&e),
-            }
-        }
+    tracing::warn!(delivery.id = %delivery.id, error = %error, "webhook: unreadable delivery stored as failed");
+    let recorded = state
+        .repo
+        .record_delivery(
+            &delivery,
+            None,
+            inbox_domain::delivery::DeliveryOutcome::Failed,
+            Some(error.to_string()),
+        )
+        .await;
+    match recorded {
+        Ok(_) => received(),
+        Err(e) => store_failure(&e),
     }
 }
 
-async fn accept(state: &WebhookState, delivery: &NewDelivery, facts: &DeliveryFacts) -> Response {
+async fn accept(
+    state: &WebhookState,
+    delivery: &NewDelivery,
+    facts: &DeliveryFacts,
+) -> Result<(), Response> {
     match ingest(state.repo.as_ref(), delivery, facts).await {
         Ok(outcome) => {
             match &outcome {
@@ -249,9 +313,9 @@ async fn accept(state: &WebhookState, delivery: &NewDelivery, facts: &DeliveryFa
                     tracing::error!(delivery.id = %delivery.id, error, "webhook: delivery failed; stored for replay");
                 }
             }
-            received()
+            Ok(())
         }
-        Err(e) => store_failure(&e),
+        Err(e) => Err(store_failure(&e)),
     }
 }
 
@@ -259,40 +323,49 @@ fn received() -> Response {
     axum::Json(json!({"received": true})).into_response()
 }
 
-/// Whether the body carries a valid signature under the secret that applies; fails closed when
-/// no secret applies.
+fn too_large(message: &str) -> Response {
+    refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+}
+
+/// Who vouched for a verified body.
+enum Signer {
+    /// A workspace's Kapso webhook secret (or the deployment-wide one of a lone workspace).
+    Kapso,
+    /// The deployment's Meta app secret.
+    Meta,
+}
+
+/// Who signed the body, under the secret that applies; `None` when the signature does not
+/// verify or no secret applies (fail closed).
 async fn verify(
     state: &WebhookState,
     headers: &HeaderMap,
     body: &[u8],
     phone_number_id: Option<&str>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Signer>, StoreError> {
     if let Some(signature) = header_str(headers, KAPSO_SIGNATURE_HEADER) {
         let Some(secret) = kapso_secret(state, phone_number_id).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        return Ok(inbox_kapso::signature::verify_kapso(
-            secret.expose().as_bytes(),
-            body,
-            Some(signature),
-        )
-        .is_ok());
+        let valid =
+            inbox_kapso::signature::verify_kapso(secret.expose().as_bytes(), body, Some(signature))
+                .is_ok();
+        return Ok(valid.then_some(Signer::Kapso));
     }
     if let Some(signature) = header_str(headers, META_SIGNATURE_HEADER) {
         let Some(secret) = &state.settings.meta_app_secret else {
-            return Ok(false);
+            return Ok(None);
         };
-        return Ok(inbox_kapso::signature::verify_meta(
-            secret.expose().as_bytes(),
-            body,
-            Some(signature),
-        )
-        .is_ok());
+        let valid =
+            inbox_kapso::signature::verify_meta(secret.expose().as_bytes(), body, Some(signature))
+                .is_ok();
+        return Ok(valid.then_some(Signer::Meta));
     }
-    Ok(false)
+    Ok(None)
 }
 
-/// The workspace's own webhook secret, else the deployment-wide one.
+/// The workspace's own webhook secret; else the deployment-wide one, but only while at most one
+/// workspace exists: with two, a shared secret no longer says which tenant signed.
 async fn kapso_secret(
     state: &WebhookState,
     phone_number_id: Option<&str>,
@@ -307,38 +380,29 @@ async fn kapso_secret(
             return Ok(own);
         }
     }
-    Ok(state.settings.kapso_webhook_secret.clone())
+    let Some(deployment) = &state.settings.kapso_webhook_secret else {
+        return Ok(None);
+    };
+    Ok((state.repo.workspace_count().await? <= 1).then(|| deployment.clone()))
 }
 
-fn body_json(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or(Value::Null)
-}
-
-/// The business number a body names, for bodies the parser could not read: the first
-/// `phone_number_id` found where Kapso v2 and Meta put it.
-fn peek_phone_number_id(body: &[u8]) -> Option<String> {
-    let value = body_json(body);
-    let candidates = [
-        value.pointer("/phone_number_id"),
-        value.pointer("/data/0/phone_number_id"),
-        value.pointer("/data/phone_number_id"),
-        value.pointer("/conversation/phone_number_id"),
-        value.pointer("/message/kapso/phone_number_id"),
-        value.pointer("/entry/0/changes/0/value/metadata/phone_number_id"),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find_map(Value::as_str)
-        .map(str::to_owned)
+/// At most 64 bytes of a string the sender chose, for a log line.
+fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(64);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `X-Idempotency-Key`, or for senders without one (Meta) a hash of the body, so that an
-/// identical re-delivery is still recognised.
-fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> String {
+/// identical re-delivery is still recognised; `None` when the key is longer than
+/// [`MAX_IDEMPOTENCY_KEY_BYTES`].
+fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     match header_str(headers, "x-idempotency-key").map(str::trim) {
-        Some(key) if !key.is_empty() => key.to_owned(),
-        _ => format!("sha256:{}", hex::encode(Sha256::digest(body))),
+        Some(key) if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => None,
+        Some(key) if !key.is_empty() => Some(key.to_owned()),
+        _ => Some(format!("sha256:{}", hex::encode(Sha256::digest(body)))),
     }
 }
 
@@ -355,35 +419,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peeks_where_kapso_and_meta_put_the_phone_number_id() {
-        assert_eq!(
-            peek_phone_number_id(br#"{"phone_number_id":"1"}"#).as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            peek_phone_number_id(br#"{"data":[{"phone_number_id":"2"}]}"#).as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            peek_phone_number_id(
-                br#"{"entry":[{"changes":[{"value":{"metadata":{"phone_number_id":"3"}}}]}]}"#
-            )
-            .as_deref(),
-            Some("3")
-        );
-        assert_eq!(peek_phone_number_id(b"not json"), None);
-    }
-
-    #[test]
     fn idempotency_falls_back_to_a_body_hash() {
         let mut headers = HeaderMap::new();
-        assert!(idempotency_key(&headers, b"{}").starts_with("sha256:"));
-        assert_eq!(
-            idempotency_key(&headers, b"{}"),
-            idempotency_key(&headers, b"{}")
-        );
+        let hashed = idempotency_key(&headers, b"{}").expect("no key is fine");
+        assert!(hashed.starts_with("sha256:"));
+        assert_eq!(idempotency_key(&headers, b"{}"), Some(hashed));
         headers.insert("x-idempotency-key", "abc".parse().expect("header value"));
-        assert_eq!(idempotency_key(&headers, b"{}"), "abc");
+        assert_eq!(idempotency_key(&headers, b"{}").as_deref(), Some("abc"));
+        let long = "k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1);
+        headers.insert("x-idempotency-key", long.parse().expect("header value"));
+        assert_eq!(idempotency_key(&headers, b"{}"), None);
     }
 
     #[test]
@@ -392,6 +437,13 @@ mod tests {
         headers.insert("x-webhook-signature", "s".parse().expect("header value"));
         headers.insert("x-webhook-event", "e".parse().expect("header value"));
         assert_eq!(kept_headers(&headers), json!({"x-webhook-event": "e"}));
+    }
+
+    #[test]
+    fn logged_sender_strings_are_bounded() {
+        assert_eq!(bounded("short"), "short");
+        assert_eq!(bounded(&"x".repeat(1000)).len(), 64);
+        assert!(bounded(&"é".repeat(100)).len() <= 64);
     }
 
     #[test]

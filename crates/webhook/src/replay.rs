@@ -6,7 +6,7 @@ use inbox_domain::DeliveryId;
 use inbox_domain::delivery::{DeliveryFilter, DeliveryOutcome};
 use inbox_domain::ingest::{IngestOutcome, replay};
 use inbox_domain::ports::{Repository, StoreError};
-use inbox_kapso::parse_delivery;
+use inbox_kapso::parse_routed;
 
 /// Most failed deliveries one `replay_failed` call takes on.
 pub const REPLAY_BATCH: u32 = 10_000;
@@ -35,8 +35,22 @@ pub async fn replay_delivery(
         .headers
         .get("x-webhook-event")
         .and_then(serde_json::Value::as_str);
-    match parse_delivery(event, &delivery.body) {
-        Ok(facts) => Ok(replay(repo, &delivery, &facts).await?),
+    match parse_routed(event, &delivery.body) {
+        Ok(mut routed) => {
+            // A raw Meta delivery naming several numbers was stored once per number: replay
+            // this record's part only. Anything else is one part, for the number it was
+            // verified for.
+            let number = delivery.phone_number_id.clone();
+            let facts = match routed
+                .parts
+                .iter()
+                .position(|p| p.phone_number_id == number)
+            {
+                Some(i) if routed.parts.len() > 1 => routed.parts.swap_remove(i),
+                _ => routed.into_single(number),
+            };
+            Ok(replay(repo, &delivery, &facts).await?)
+        }
         Err(e) => {
             let error = e.to_string();
             repo.mark_delivery(id, DeliveryOutcome::Failed, Some(error.clone()))

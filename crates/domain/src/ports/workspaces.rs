@@ -56,4 +56,11 @@ pub trait WorkspaceRepository: Send + Sync {
         &self,
         id: WorkspaceId,
     ) -> Result<Option<KapsoCredentials>, StoreError>;
+
+    /// How many workspaces exist. A deployment-wide webhook secret identifies a tenant only
+    /// while there is at most one.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn workspace_count(&self) -> Result<u64, StoreError>;
 }

@@ -2,8 +2,10 @@
 //! each scenario in a database of its own, checking what is really stored.
 
 mod fixtures;
+mod intake;
 mod refusals;
 mod replays;
+mod tenancy;
 
 use std::sync::Arc;
 
@@ -254,4 +256,10 @@ both!(
     refusals::meta_handshake,
     replays::ignored_deliveries_replay_once_contacts_may_be_created,
     replays::unreadable_deliveries_are_kept_as_failed_and_stay_failed_on_replay,
+    tenancy::a_body_signed_by_one_tenant_naming_another_lands_nowhere,
+    tenancy::a_meta_delivery_is_routed_per_number,
+    tenancy::the_deployment_secret_serves_only_a_lone_workspace,
+    intake::a_nul_character_is_stored_without_it,
+    intake::a_batch_over_the_cap_is_refused_whole,
+    intake::an_overlong_idempotency_key_is_refused,
 );
