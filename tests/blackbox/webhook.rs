@@ -9,6 +9,7 @@ on_both_databases!(
     deliveries_are_stored_once_then_listed_and_replayed,
     refused_deliveries_leave_no_trace,
     a_shared_webhook_secret_is_refused_at_start_with_two_tenants,
+    owners_set_their_number_only_when_allowed_and_kapso_confirms_it,
 );
 
 async fn connect_kapso(env: &TestEnv) {
@@ -123,4 +124,129 @@ async fn a_shared_webhook_secret_is_refused_at_start_with_two_tenants(env: TestE
             "the secret is never printed"
         );
     }
+}
+
+/// Which inbox a delivery lands in is decided by the number, so an owner may set it only when
+/// the operator allows it, and only for a number Kapso lists for the owner's own API key.
+async fn owners_set_their_number_only_when_allowed_and_kapso_confirms_it(env: TestEnv) {
+    use inbox_kapso::fake::{FakeKapso, FakeReply};
+    use inbox_tests::team::Api;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let direct = env.direct().await;
+    let acme = direct.team("acme").await;
+    let bravo = direct.team("bravo").await;
+    let kapso = FakeKapso::start().await;
+    kapso.add_phone_number("pn-acme");
+    let patch = |api: Api, slug: &'static str, token: String, body: Value| async move {
+        api.call(
+            Method::PATCH,
+            &format!("/api/workspaces/{slug}"),
+            Some(&token),
+            Some(&body),
+        )
+        .await
+    };
+
+    let default = env
+        .api(&[("INBOX_KAPSO_BASE_URL", &kapso.base_url())])
+        .await;
+    let (status, body) = patch(
+        Api::new(&default),
+        "acme",
+        acme.owner.token.clone(),
+        json!({"kapso_api_key": "acme-key", "kapso_phone_number_id": "pn-acme"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("set-kapso")),
+        "{body}"
+    );
+    assert!(kapso.requests().is_empty(), "nothing asked of Kapso");
+    default.stop().await;
+
+    let allowed = env
+        .api(&[
+            ("INBOX_KAPSO_BASE_URL", &kapso.base_url()),
+            ("INBOX_OWNERS_MAY_SET_NUMBER", "true"),
+        ])
+        .await;
+    let api = Api::new(&allowed);
+    let refused = |body: &Value| {
+        (
+            body["error"]["code"].clone(),
+            body["error"]["details"][0]["field"].clone(),
+        )
+    };
+    let (status, body) = patch(
+        api.clone(),
+        "acme",
+        acme.owner.token.clone(),
+        json!({"kapso_phone_number_id": "pn-acme"}),
+    )
+    .await;
+    assert_eq!(status, 422, "no API key to check with: {body}");
+    assert_eq!(
+        refused(&body),
+        (json!("validation_failed"), json!("kapso_phone_number_id"))
+    );
+    let (status, body) = patch(
+        api.clone(),
+        "acme",
+        acme.owner.token.clone(),
+        json!({"kapso_api_key": "acme-key", "kapso_phone_number_id": "pn-not-ours"}),
+    )
+    .await;
+    assert_eq!(status, 422, "not in the project: {body}");
+    let (status, body) = patch(
+        api.clone(),
+        "acme",
+        acme.owner.token.clone(),
+        json!({"kapso_api_key": "acme-key", "kapso_phone_number_id": "pn-acme"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kapso_phone_number_id"], "pn-acme");
+    assert!(
+        kapso
+            .requests()
+            .iter()
+            .all(|r| r.header("x-api-key") == Some("acme-key")),
+        "checked with the workspace's own key"
+    );
+    let (status, body) = patch(
+        api.clone(),
+        "bravo",
+        bravo.owner.token.clone(),
+        json!({"kapso_api_key": "bravo-key", "kapso_phone_number_id": "pn-acme"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("conflict")),
+        "{body}"
+    );
+    kapso.add_phone_number("pn-second");
+    kapso.script(FakeReply::ServerError { status: 503 });
+    let (status, body) = patch(
+        api,
+        "acme",
+        acme.owner.token.clone(),
+        json!({"kapso_phone_number_id": "pn-second"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("unavailable")),
+        "{body}"
+    );
+    allowed.stop().await;
 }

@@ -95,6 +95,19 @@ pub struct ServeArgs {
     #[arg(long, env = "INBOX_EVENT_RETENTION_DAYS", default_value_t = 7)]
     pub event_retention_days: u32,
 
+    /// Let workspace owners set their `kapso_phone_number_id` through the API, once Kapso
+    /// confirms the number belongs to their API key's project. Off by default: only the admin
+    /// CLI routes a number to a workspace.
+    #[arg(
+        long,
+        env = "INBOX_OWNERS_MAY_SET_NUMBER",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub owners_may_set_number: bool,
+
     /// Webhook receiver settings.
     #[command(flatten)]
     pub webhook: WebhookArgs,
@@ -297,7 +310,8 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
         poll_interval: Duration::from_millis(args.send_poll_ms.max(1)),
         ..SendSettings::for_timeout(kapso_timeout)
     };
-    let state = AppState::new(repo.clone(), kapso, sending);
+    let state = AppState::new(repo.clone(), kapso, sending)
+        .with_owners_may_set_number(args.owners_may_set_number);
     let live = Arc::clone(&state.live);
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
     let outbox = crate::sending::spawn_outbox_worker(state.clone(), outbox_stopped);

@@ -42,6 +42,10 @@ pub struct AppState {
     pub kapso: KapsoClient,
     /// How sends are paced and retried.
     pub sending: sending::SendSettings,
+    /// Whether owners may set their workspace's `kapso_phone_number_id` through the API (after
+    /// Kapso confirms their API key's project owns it). Off by default: routing belongs to the
+    /// operator, through `inbox-api admin workspace set-kapso`.
+    pub owners_may_set_number: bool,
 }
 
 impl AppState {
@@ -58,7 +62,15 @@ impl AppState {
             repo,
             kapso,
             sending,
+            owners_may_set_number: false,
         }
+    }
+
+    /// The same state, letting owners set their number through the API or not.
+    #[must_use]
+    pub fn with_owners_may_set_number(mut self, allowed: bool) -> Self {
+        self.owners_may_set_number = allowed;
+        self
     }
 }
 

@@ -6,6 +6,7 @@
 //! marked sensitive, and is never logged; neither are phone numbers or message bodies.
 
 mod error;
+mod phone_numbers;
 mod workflows;
 
 use std::time::{Duration, Instant};

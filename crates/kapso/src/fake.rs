@@ -305,6 +305,11 @@ impl FakeKapso {
         self.lock().latency = latency;
     }
 
+    /// Adds a WhatsApp number to the project (`GET /platform/v1/whatsapp/phone_numbers`).
+    pub fn add_phone_number(&self, phone_number_id: &str) {
+        self.lock().phone_numbers.push(phone_number_id.to_owned());
+    }
+
     /// Adds an active Kapso conversation for `phone` (E.164 or digits).
     pub fn add_conversation(&self, phone: &str, kapso_conversation_id: &str) {
         self.lock().conversations.push(FakeConversation {
@@ -385,6 +390,7 @@ struct Shared {
     next_execution: u64,
     conversations: Vec<FakeConversation>,
     executions: Vec<FakeExecution>,
+    phone_numbers: Vec<String>,
 }
 
 impl Default for Shared {
@@ -398,6 +404,7 @@ impl Default for Shared {
             next_execution: 0,
             conversations: Vec::new(),
             executions: Vec::new(),
+            phone_numbers: Vec::new(),
         }
     }
 }
@@ -575,6 +582,7 @@ fn route(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
                 "flow_executions",
             ],
         ) => flow_executions(shared, conversation_id),
+        ("GET", ["platform", "v1", "whatsapp", "phone_numbers"]) => phone_numbers(shared, request),
         ("PATCH", ["platform", "v1", "workflow_executions", execution_id]) => {
             update_execution(shared, request, execution_id)
         }
@@ -651,6 +659,44 @@ fn conversations(
         })
         .collect();
     paged(data)
+}
+
+/// The project's numbers, page-based as Kapso's Platform API lists them.
+fn phone_numbers(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
+    let query = request.query_pairs();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+    };
+    let page = param("page").unwrap_or(1).max(1);
+    let per_page = param("per_page").unwrap_or(20).clamp(1, 100);
+    let shared = lock(shared);
+    let total = shared.phone_numbers.len();
+    let data = shared
+        .phone_numbers
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|id| {
+            json!({
+                "phone_number_id": id,
+                "display_phone_number": "+1 555 000 0000",
+                "status": "CONNECTED",
+                "inbound_processing_enabled": true,
+            })
+        })
+        .collect::<Vec<_>>();
+    ok(json!({
+        "data": data,
+        "meta": {
+            "page": page,
+            "per_page": per_page,
+            "total_pages": total.div_ceil(per_page).max(1),
+            "total_count": total,
+        }
+    }))
 }
 
 fn flow_executions(shared: &Mutex<Shared>, conversation_id: &str) -> Response {

@@ -381,3 +381,43 @@ fn unusable_base_urls_are_refused() {
     let client = KapsoClient::new(&KapsoClientConfig::default()).expect("the default is valid");
     assert_eq!(client.base_url(), "https://api.kapso.ai/");
 }
+
+#[tokio::test]
+async fn a_project_number_is_found_on_any_page_with_the_projects_key() {
+    let kapso = FakeKapso::start().await;
+    for i in 0..250 {
+        kapso.add_phone_number(&format!("1000{i:04}"));
+    }
+    kapso.add_phone_number(PHONE_NUMBER_ID);
+    let client = client_for(&kapso);
+    assert!(
+        client
+            .project_has_phone_number(&key(), PHONE_NUMBER_ID)
+            .await
+            .expect("listed")
+    );
+    let asked: Vec<_> = kapso.requests();
+    assert_eq!(asked.len(), 3, "three pages of 100");
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.path == "/platform/v1/whatsapp/phone_numbers"
+                && r.header("x-api-key") == Some(API_KEY))
+    );
+    kapso.clear_requests();
+    assert!(
+        !client
+            .project_has_phone_number(&key(), "999")
+            .await
+            .expect("listed")
+    );
+    assert_eq!(kapso.requests().len(), 3, "stops after the last page");
+    kapso.script(FakeReply::ServerError { status: 503 });
+    assert!(
+        client
+            .project_has_phone_number(&key(), PHONE_NUMBER_ID)
+            .await
+            .expect_err("Kapso is down")
+            .is_transient()
+    );
+}

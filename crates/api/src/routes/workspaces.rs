@@ -7,6 +7,7 @@ use inbox_domain::phone::CountryCode;
 use inbox_domain::ports::StoreError;
 use inbox_domain::validation::text_len;
 use inbox_domain::workspace::{Secret, Workspace, WorkspacePatch};
+use inbox_kapso::KapsoError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -172,10 +173,12 @@ pub async fn get_workspace(
     responses(
         (status = 200, description = "The updated workspace", body = WorkspaceView),
         (status = 401, description = "No, unknown or revoked token", body = ErrorBody),
-        (status = 403, description = "Not a member, or not the owner", body = ErrorBody),
+        (status = 403, description = "Not a member, or not the owner; or setting `kapso_phone_number_id`, which only the operator may do unless the server runs with `INBOX_OWNERS_MAY_SET_NUMBER=true`", body = ErrorBody),
         (status = 409, description = "Another workspace uses this `kapso_phone_number_id`", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 422, description = "Invalid field, unknown field or malformed JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown field or malformed JSON; or a `kapso_phone_number_id` that Kapso does not list for the workspace's API key", body = ErrorBody),
+        (status = 502, description = "Kapso refused the check of the number", body = ErrorBody),
+        (status = 503, description = "Kapso or the database cannot be reached to check the number", body = ErrorBody),
     )
 )]
 pub async fn patch_workspace(
@@ -191,6 +194,11 @@ pub async fn patch_workspace(
         ));
     }
     let patch = WorkspacePatch::try_from(body)?;
+    if let Some(Some(number)) = &patch.kapso_phone_number_id {
+        if workspace.kapso_phone_number_id.as_deref() != Some(number.as_str()) {
+            check_number_claim(&state, &workspace, &patch, number).await?;
+        }
+    }
     match state.repo.update_workspace(workspace.id, patch).await {
         Ok(updated) => Ok(Json(WorkspaceView::from(&updated))),
         Err(StoreError::Duplicate(_)) => Err(ApiError::Conflict {
@@ -198,6 +206,55 @@ pub async fn patch_workspace(
             existing_id: None,
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether an owner may route deliveries for `number` to their workspace. The number decides
+/// which tenant's inbox a webhook delivery lands in, so by default only the operator sets it;
+/// with `INBOX_OWNERS_MAY_SET_NUMBER`, an owner may, once Kapso lists the number for the
+/// workspace's own API key (the one in this patch, else the stored one).
+async fn check_number_claim(
+    state: &AppState,
+    workspace: &Workspace,
+    patch: &WorkspacePatch,
+    number: &str,
+) -> Result<(), ApiError> {
+    if !state.owners_may_set_number {
+        return Err(ApiError::Forbidden(
+            "Only the operator routes a phone number to a workspace: `inbox-api admin workspace set-kapso --workspace <slug> --phone-number-id <id>`."
+                .to_owned(),
+        ));
+    }
+    let api_key = match &patch.kapso_api_key {
+        Some(key) => key.clone(),
+        None => state
+            .repo
+            .kapso_credentials(workspace.id)
+            .await?
+            .and_then(|c| c.api_key),
+    };
+    let unverified = |message: &str| ApiError::invalid("kapso_phone_number_id", message);
+    let Some(api_key) = api_key else {
+        return Err(unverified(
+            "set `kapso_api_key` first (or in the same request): the number is checked against its Kapso project",
+        ));
+    };
+    match state.kapso.project_has_phone_number(&api_key, number).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(unverified(
+            "Kapso does not list this phone number for the workspace's API key",
+        )),
+        Err(KapsoError::Transient { .. }) => Err(ApiError::Unavailable),
+        Err(KapsoError::Permanent {
+            status: Some(401 | 403),
+            ..
+        }) => Err(unverified(
+            "Kapso does not accept the workspace's API key, so the number cannot be checked",
+        )),
+        Err(e) => Err(ApiError::Kapso {
+            reason: format!("Kapso could not check the phone number: {e}"),
+            message: None,
+        }),
     }
 }
 
