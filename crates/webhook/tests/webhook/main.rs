@@ -3,6 +3,7 @@
 
 mod fixtures;
 mod intake;
+mod property;
 mod refusals;
 mod replays;
 mod tenancy;
@@ -262,4 +263,5 @@ both!(
     intake::a_nul_character_is_stored_without_it,
     intake::a_batch_over_the_cap_is_refused_whole,
     intake::an_overlong_idempotency_key_is_refused,
+    property::random_signed_deliveries_are_stored_exactly_once_or_not_at_all,
 );
