@@ -72,6 +72,33 @@ impl TestEnv {
         self.db.url()
     }
 
+    /// One integer a SQL query answers, read straight from the test's database (to check what
+    /// is really stored, beneath the API).
+    ///
+    /// # Panics
+    /// When the database cannot be opened or the query fails.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.kind {
+            Db::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(self.database_url())
+                    .await
+                    .expect("open sqlite");
+                let value = sqlx::query_scalar(sql).fetch_one(&pool).await;
+                pool.close().await;
+                value
+            }
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(self.database_url())
+                    .await
+                    .expect("open postgres");
+                let value = sqlx::query_scalar(sql).fetch_one(&pool).await;
+                pool.close().await;
+                value
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// A command (one of our binaries, or a program on PATH) with this database and the test key, and no other
     /// `INBOX_*` variable inherited from the caller's environment.
     #[must_use]
@@ -300,6 +327,12 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         false
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash or a lost machine would, and waits for it.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 
     /// Asks the server to stop (SIGTERM) and waits for it to exit.

@@ -4,6 +4,7 @@ mod bad_input;
 mod contacts;
 mod conversations;
 mod demo;
+mod faults;
 mod foundation;
 mod handover;
 mod kapso;

@@ -46,10 +46,12 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
     // No ping before handing out a connection: it is a round trip on every acquire, a
     // tenth of a webhook delivery's. A connection the server dropped fails its next statement
     // instead, which answers `Unavailable` (503, so Kapso retries) and is not reused.
+    // Waiting for a connection is bounded well inside Kapso's 10 s delivery timeout, so an
+    // outage is answered 503 (retried) rather than timed out on Kapso's side.
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
         .map_err(|e| OpenError::Connect {
