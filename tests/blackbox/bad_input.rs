@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 on_both_databases!(
     each_kind_of_bad_input_gets_its_code_and_names_the_field,
     bodies_over_a_mebibyte_get_413_and_routes_answer_in_the_error_shape,
+    a_tag_bomb_is_refused_by_its_count_and_outsiders_learn_nothing,
 );
 
 enum Body {
@@ -524,4 +525,80 @@ async fn bodies_over_a_mebibyte_get_413_and_routes_answer_in_the_error_shape(env
             "{method} {path}"
         );
     }
+}
+
+/// 60,000 tags in one PATCH: refused for their count without reading each, 404 to someone who
+/// may not see the contact, and the server keeps answering meanwhile.
+async fn a_tag_bomb_is_refused_by_its_count_and_outsiders_learn_nothing(env: TestEnv) {
+    let direct = env.direct().await;
+    let team = direct.team("acme").await;
+    let outsider = direct.team("bravo").await;
+    let server = env.api(&[]).await;
+    let api = Api::new(&server);
+    let contact = direct
+        .seed
+        .seed_conversations(
+            team.ws,
+            vec![inbox_store::testing::SeedConversation::new(
+                inbox_tests::team::contact(1, "Budi"),
+            )],
+        )
+        .await
+        .expect("seed")[0]
+        .contact_id;
+    let bomb = json!({"tags": vec![""; 60_000]});
+    let path = format!("/api/contacts/{contact}");
+    let bombs = [
+        (outsider.owner.token.clone(), 404, "not_found"),
+        (team.owner.token.clone(), 422, "validation_failed"),
+        (outsider.owner.token.clone(), 404, "not_found"),
+        (team.owner.token.clone(), 422, "validation_failed"),
+    ];
+    let sent = bombs.map(|(token, status, code)| {
+        let (api, path, bomb) = (api.clone(), path.clone(), bomb.clone());
+        tokio::spawn(async move {
+            let (got, body) = api
+                .call(Method::PATCH, &path, Some(&token), Some(&bomb))
+                .await;
+            assert_eq!(
+                (got, body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{body}"
+            );
+            if status == 422 {
+                assert_eq!(body["error"]["details"][0]["field"], "tags", "{body}");
+            }
+        })
+    });
+    let (status, _) = api.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        status, 200,
+        "the server answers while the bombs are handled"
+    );
+    for task in sent {
+        task.await.expect("bomb answered");
+    }
+    let (status, body) = api
+        .call(
+            Method::GET,
+            "/api/conversations?workspace=acme&tags="
+                .to_owned()
+                .as_str(),
+            Some(&team.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let filter = format!(
+        "/api/conversations?workspace=acme&tags={}",
+        ",x".repeat(2_000)
+    );
+    let (status, body) = api
+        .call(Method::GET, &filter, Some(&team.owner.token), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"][0]["field"].as_str()),
+        (422, Some("tags")),
+        "{body}"
+    );
 }

@@ -128,21 +128,23 @@ impl Tags {
     /// Validates a list of tags, dropping case-insensitive repeats.
     ///
     /// # Errors
-    /// When a tag is invalid or there are more than [`Tags::MAX`].
+    /// When more than [`Tags::MAX`] are sent (counted before any is read, repeats included, so
+    /// the work is bounded by the cap), or a tag is invalid.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, ValidationError> {
-        let mut tags: Vec<Tag> = Vec::with_capacity(raw.len());
-        for (i, item) in raw.iter().enumerate() {
-            let tag = Tag::parse(item.as_ref())
-                .map_err(|e| ValidationError::new(format!("tags[{i}]"), e.message))?;
-            if !tags.iter().any(|t| t.key() == tag.key()) {
-                tags.push(tag);
-            }
-        }
-        if tags.len() > Self::MAX {
+        if raw.len() > Self::MAX {
             return Err(ValidationError::new(
                 "tags",
                 format!("at most {} tags", Self::MAX),
             ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(raw.len());
+        let mut tags: Vec<Tag> = Vec::with_capacity(raw.len());
+        for (i, item) in raw.iter().enumerate() {
+            let tag = Tag::parse(item.as_ref())
+                .map_err(|e| ValidationError::new(format!("tags[{i}]"), e.message))?;
+            if seen.insert(tag.key()) {
+                tags.push(tag);
+            }
         }
         Ok(Self(tags))
     }
@@ -401,6 +403,24 @@ mod tests {
         let names: Vec<_> = tags.as_slice().iter().map(Tag::as_str).collect();
         assert_eq!(names, ["VIP", "repeat"]);
         assert_eq!(tags.keys(), ["vip", "repeat"]);
+    }
+
+    #[test]
+    fn too_many_tags_are_refused_before_any_tag_is_read() {
+        // Every element is invalid: reading any of them would answer `tags[0]`.
+        let bomb = vec![String::new(); 60_000];
+        let err = Tags::parse(&bomb).expect_err("too many");
+        assert_eq!(err.field, "tags");
+        let many = vec!["same"; Tags::MAX + 1];
+        assert_eq!(
+            Tags::parse(&many).expect_err("counted as sent").field,
+            "tags"
+        );
+        let fifty: Vec<String> = (0..Tags::MAX).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            Tags::parse(&fifty).expect("at the cap").as_slice().len(),
+            50
+        );
     }
 
     #[test]

@@ -252,18 +252,21 @@ impl TagFilter {
     /// # Errors
     /// When a tag is invalid (empty, over 32 characters) or there are more than 10.
     pub fn parse(list: &str) -> Result<Self, ValidationError> {
-        let mut keys: Vec<String> = Vec::new();
-        for item in list.split(',') {
-            let key = Tag::parse(item)?.key();
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        if keys.len() > Self::MAX {
+        // Counted before any item is read: the work a filter costs is bounded by the cap, not
+        // by what the client sent.
+        if list.split(',').nth(Self::MAX).is_some() {
             return Err(ValidationError::new(
                 "tags",
                 format!("at most {} tags per filter", Self::MAX),
             ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut keys: Vec<String> = Vec::new();
+        for item in list.split(',') {
+            let key = Tag::parse(item)?.key();
+            if seen.insert(key.clone()) {
+                keys.push(key);
+            }
         }
         Ok(Self(keys))
     }
@@ -370,6 +373,17 @@ pub struct ConversationCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_filter_is_counted_before_any_tag_is_read() {
+        // Every item is empty (invalid): reading any of them would complain about it.
+        let bomb = ",".repeat(100_000);
+        let err = TagFilter::parse(&bomb).expect_err("too many");
+        assert_eq!(err.field, "tags");
+        assert!(err.message.contains("at most 10"), "{}", err.message);
+        let keys = TagFilter::parse("VIP,vip,new").expect("valid");
+        assert_eq!(keys.keys(), ["vip", "new"]);
+    }
 
     #[test]
     fn assignee_filters() {
