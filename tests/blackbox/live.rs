@@ -22,6 +22,9 @@ on_both_databases!(
     a_client_resumes_after_a_thousand_events_without_gap_or_duplicate,
     members_see_only_events_of_what_they_may_see,
     a_stalled_client_is_cut_off_with_resync_and_memory_stays_flat,
+    a_revoked_tokens_stream_ends_and_carries_nothing_written_after,
+    a_demoted_admins_stream_stops_carrying_unassigned_conversations,
+    a_removed_members_stream_ends,
 );
 
 const SHORT: Duration = Duration::from_secs(10);
@@ -311,9 +314,10 @@ async fn a_stalled_client_is_cut_off_with_resync_and_memory_stays_flat(env: Test
 
     let mut stalled = SseClient::connect(&api, "acme", &seeded.token, None).await;
     let before = api.rss_kib();
-    // 25,000 messages to one conversation: 50,000 events, while the client reads nothing.
-    for _ in 0..100 {
-        post(&http, &api, &deliveries.inbound_batch("6281234567890", 250)).await;
+    // 25,000 messages to one conversation: 50,000 events, while the client reads nothing
+    // (in batches of 100, the most Kapso buffers into one delivery).
+    for _ in 0..250 {
+        post(&http, &api, &deliveries.inbound_batch("6281234567890", 100)).await;
     }
     // Let the pump read everything before measuring: a fresh client resuming from the start
     // sees the last message once the server has caught up.
@@ -416,4 +420,159 @@ async fn an_assignment_through_one_instance_reaches_a_stream_on_another() {
     let view = data(&frame);
     assert_eq!(view["id"], conversation.as_str());
     assert_eq!(view["assigned_to"], agent.as_str());
+}
+
+/// Reads a stream until it ends (bounded), returning every frame it carried.
+async fn until_end(client: &mut SseClient) -> Vec<SseFrame> {
+    let mut frames = Vec::new();
+    while let Some(frame) = client.next(SHORT).await {
+        frames.push(frame);
+    }
+    assert!(client.ended, "the stream ended: {frames:?}");
+    frames
+}
+
+async fn a_revoked_tokens_stream_ends_and_carries_nothing_written_after(env: TestEnv) {
+    let seeded = setup(&env).await;
+    let api = env.api(&[]).await;
+    let webhook = env.webhook(&[]).await;
+    let http = reqwest::Client::new();
+    let mut deliveries = Deliveries::default();
+    let mut client = SseClient::connect(&api, "acme", &seeded.token, None).await;
+    post(
+        &http,
+        &webhook,
+        &deliveries.inbound_batch("6281111111111", 1),
+    )
+    .await;
+    next_of_kind(&mut client, "message.created").await;
+
+    env.admin(&["token", "revoke", &seeded.token_id]).await;
+    let after = deliveries.inbound_batch("6281111111111", 1);
+    post(&http, &webhook, &after).await;
+    let frames = until_end(&mut client).await;
+    let last = frames.last().expect("an error frame");
+    assert_eq!(last.event, "error", "{frames:?}");
+    assert_eq!(data(last)["code"], "unauthorized");
+    assert!(
+        frames.iter().all(|f| !f.event.starts_with("message.")),
+        "nothing written after the revocation: {frames:?}"
+    );
+    let again = reqwest::Client::new()
+        .get(api.url("/api/events?workspace=acme"))
+        .bearer_auth(&seeded.token)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A member of `acme` with a token: (user id, token).
+async fn second_person(env: &TestEnv, role: &str) -> (String, String) {
+    let user = env.admin(&["user", "create", "--name", "Second"]).await;
+    let user_id = str_field(&user, "id");
+    env.admin(&[
+        "member",
+        "add",
+        "--workspace",
+        "acme",
+        "--user",
+        &user_id,
+        "--role",
+        role,
+    ])
+    .await;
+    let token = str_field(
+        &env.admin(&["token", "create", "--user", &user_id]).await,
+        "token",
+    );
+    (user_id, token)
+}
+
+async fn a_demoted_admins_stream_stops_carrying_unassigned_conversations(env: TestEnv) {
+    let seeded = setup(&env).await;
+    let (admin_id, admin_token) = second_person(&env, "admin").await;
+    let api = env.api(&[]).await;
+    let http = reqwest::Client::new();
+    let mut deliveries = Deliveries::default();
+    // A conversation the admin will keep seeing once demoted: assigned to them.
+    post(&http, &api, &deliveries.inbound_batch("6281111111111", 1)).await;
+    let store = open_store(&env).await;
+    let workspace = WorkspaceId::from(seeded.workspace_id.parse::<uuid_like::Uuid>().expect("id"));
+    let owner = Actor {
+        user_id: UserId::from(seeded.user_id.parse::<uuid_like::Uuid>().expect("id")),
+        workspace_id: workspace,
+        role: Role::Owner,
+    };
+    let mine = store
+        .conversations(owner, all_conversations())
+        .await
+        .expect("list")
+        .items[0]
+        .id;
+    let admin_user = UserId::from(admin_id.parse::<uuid_like::Uuid>().expect("id"));
+    store
+        .assign_conversation(owner, mine, Some(admin_user))
+        .await
+        .expect("assign");
+
+    let mut client = SseClient::connect(&api, "acme", &admin_token, None).await;
+    post(&http, &api, &deliveries.inbound_batch("6282222222222", 1)).await;
+    let seen = next_of_kind(&mut client, "message.created").await;
+    assert_ne!(
+        data(&seen)["conversation_id"],
+        mine.to_string(),
+        "as an admin, they see an unassigned conversation"
+    );
+
+    env.admin(&[
+        "member",
+        "set-role",
+        "--workspace",
+        "acme",
+        "--user",
+        &admin_id,
+        "--role",
+        "member",
+    ])
+    .await;
+    post(&http, &api, &deliveries.inbound_batch("6283333333333", 1)).await;
+    post(&http, &api, &deliveries.inbound_batch("6281111111111", 1)).await;
+    // The stream goes on; the next message it carries is the one in their own conversation,
+    // and nothing of the unassigned one written before it.
+    let frame = next_of_kind(&mut client, "message.created").await;
+    assert_eq!(
+        data(&frame)["conversation_id"],
+        mine.to_string(),
+        "only their own conversation after the demotion: {frame:?}"
+    );
+}
+
+async fn a_removed_members_stream_ends(env: TestEnv) {
+    setup(&env).await;
+    let (member_id, member_token) = second_person(&env, "admin").await;
+    let api = env.api(&[]).await;
+    let http = reqwest::Client::new();
+    let mut deliveries = Deliveries::default();
+    let mut client = SseClient::connect(&api, "acme", &member_token, None).await;
+    env.admin(&[
+        "member",
+        "remove",
+        "--workspace",
+        "acme",
+        "--user",
+        &member_id,
+    ])
+    .await;
+    post(&http, &api, &deliveries.inbound_batch("6281111111111", 1)).await;
+    let frames = until_end(&mut client).await;
+    let last = frames.last().expect("an error frame");
+    assert_eq!(
+        (last.event.as_str(), data(last)["code"].clone()),
+        ("error", Value::from("forbidden"))
+    );
+    assert!(
+        frames.iter().all(|f| !f.event.starts_with("message.")),
+        "{frames:?}"
+    );
 }

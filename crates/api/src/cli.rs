@@ -231,6 +231,27 @@ pub enum MemberCommand {
         #[arg(long)]
         role: Role,
     },
+    /// Change a member's role; their open event streams follow the new role at once.
+    SetRole {
+        /// Workspace slug or id.
+        #[arg(long)]
+        workspace: String,
+        /// User id.
+        #[arg(long)]
+        user: UserId,
+        /// owner, admin or member.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Remove a user from a workspace; their open event streams of it end at once.
+    Remove {
+        /// Workspace slug or id.
+        #[arg(long)]
+        workspace: String,
+        /// User id.
+        #[arg(long)]
+        user: UserId,
+    },
 }
 
 /// `admin token ...`.
@@ -483,21 +504,65 @@ async fn user(repo: &dyn Repository, command: UserCommand) -> anyhow::Result<Out
 }
 
 async fn member(repo: &dyn Repository, command: MemberCommand) -> anyhow::Result<Outcome> {
-    let MemberCommand::Add {
-        workspace,
-        user,
-        role,
-    } = command;
-    let id = find_workspace(repo, &workspace).await?;
-    let membership = repo.add_member(id, user, role).await?;
-    Ok(Outcome {
-        text: format!("User {user} is now {role} of workspace {workspace}."),
-        json: json!({
+    let membership_json = |membership: &inbox_domain::user::Membership| {
+        json!({
             "workspace_id": membership.workspace_id.to_string(),
             "user_id": membership.user_id.to_string(),
             "role": membership.role.as_str(),
-        }),
-    })
+        })
+    };
+    match command {
+        MemberCommand::Add {
+            workspace,
+            user,
+            role,
+        } => {
+            let id = find_workspace(repo, &workspace).await?;
+            let membership = repo.add_member(id, user, role).await?;
+            Ok(Outcome {
+                text: format!("User {user} is now {role} of workspace {workspace}."),
+                json: membership_json(&membership),
+            })
+        }
+        MemberCommand::SetRole {
+            workspace,
+            user,
+            role,
+        } => {
+            let id = find_workspace(repo, &workspace).await?;
+            let membership = repo
+                .set_member_role(id, user, role)
+                .await
+                .map_err(|e| not_a_member(e, user, &workspace))?;
+            Ok(Outcome {
+                text: format!("User {user} is now {role} of workspace {workspace}."),
+                json: membership_json(&membership),
+            })
+        }
+        MemberCommand::Remove { workspace, user } => {
+            let id = find_workspace(repo, &workspace).await?;
+            repo.remove_member(id, user)
+                .await
+                .map_err(|e| not_a_member(e, user, &workspace))?;
+            Ok(Outcome {
+                text: format!("User {user} is no longer a member of workspace {workspace}."),
+                json: json!({"workspace_id": id.to_string(), "user_id": user.to_string(), "removed": true}),
+            })
+        }
+    }
+}
+
+fn not_a_member(
+    error: inbox_domain::ports::StoreError,
+    user: UserId,
+    workspace: &str,
+) -> anyhow::Error {
+    match error {
+        inbox_domain::ports::StoreError::NotFound => {
+            anyhow::anyhow!("user {user} is not a member of workspace {workspace}")
+        }
+        other => other.into(),
+    }
 }
 
 async fn token(repo: &dyn Repository, command: TokenCommand) -> anyhow::Result<Outcome> {

@@ -7,10 +7,17 @@
 //! its frame's bytes; streams are woken once per page the pump publishes, not once per event, and
 //! write every frame waiting for them as one chunk (one write, not one per event); and the pump's
 //! heartbeat serves every stream, so an idle stream holds no timer of its own.
+//!
+//! Rights are re-checked in log order: revoking a token, changing a role or removing a member
+//! appends `access.changed`, and the pump (or a replaying stream) re-reads the rights of that
+//! workspace's open streams in one batch before it passes on anything written after it; each
+//! stream then ends with `event: error` or follows the new role. Every heartbeat re-checks all
+//! open streams in one batch too, as a safety net.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -23,8 +30,10 @@ use inbox_domain::conversation::Conversation;
 use inbox_domain::event::{ChangeToken, EventKind, LogPosition, LoggedEvent};
 use inbox_domain::message::Message;
 use inbox_domain::ports::{Repository, StoreError};
-use inbox_domain::user::Actor;
-use inbox_domain::{ContactId, ConversationId, EventId, MessageId, Timestamp, WorkspaceId};
+use inbox_domain::user::{Actor, Principal};
+use inbox_domain::{
+    ContactId, ConversationId, EventId, MessageId, Timestamp, TokenId, WorkspaceId,
+};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{broadcast, watch};
@@ -77,6 +86,89 @@ enum Fanout {
     Event(Arc<LiveEvent>),
     /// Time for a heartbeat comment.
     Heartbeat,
+    /// Re-checked rights of some streams, in log order: each named stream ends or follows its
+    /// caller's current role before it sends anything that comes after.
+    Access(Arc<AccessVerdicts>),
+}
+
+/// The outcome of re-checking the rights of open streams.
+#[derive(Debug)]
+struct AccessVerdicts {
+    /// For an `access.changed` event, its position: a stream applies the verdict when it
+    /// reaches it. For the periodic re-check, how far the pump had read when it re-checked: a
+    /// stream applies it only if it has not read further (else a verdict older than an
+    /// `access.changed` it already handled could undo it).
+    position: LogPosition,
+    /// Whether this is the periodic re-check rather than an `access.changed` event.
+    periodic: bool,
+    /// Per stream id.
+    verdicts: HashMap<u64, Verdict>,
+}
+
+/// What a stream may still do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Go on, with the caller's current role.
+    Keep(Actor),
+    /// End now, telling the client why: `unauthorized` (the token was revoked), `forbidden`
+    /// (no longer a member) or `unavailable` (the rights could not be read; reconnect).
+    End(&'static str),
+}
+
+/// An open stream, as the pump knows it.
+#[derive(Clone, Copy, Debug)]
+struct OpenStream {
+    token_id: TokenId,
+    workspace_id: WorkspaceId,
+}
+
+/// The verdict for one stream, from the current principals of the tokens asked about.
+fn verdict(stream: OpenStream, principals: &HashMap<TokenId, Principal>) -> Verdict {
+    match principals.get(&stream.token_id) {
+        None => Verdict::End("unauthorized"),
+        Some(principal) => match principal.membership_of(stream.workspace_id) {
+            Some(membership) => Verdict::Keep(principal.actor(membership)),
+            None => Verdict::End("forbidden"),
+        },
+    }
+}
+
+/// Re-checks the given streams' rights in one read per few hundred tokens. Fails closed: when
+/// the rights cannot be read, the streams end and their clients reconnect.
+async fn recheck(repo: &dyn Repository, streams: &[(u64, OpenStream)]) -> HashMap<u64, Verdict> {
+    let mut tokens: Vec<TokenId> = streams.iter().map(|(_, s)| s.token_id).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    match repo.principals_by_tokens(&tokens).await {
+        Ok(found) => {
+            let principals: HashMap<TokenId, Principal> =
+                found.into_iter().map(|p| (p.token_id, p)).collect();
+            streams
+                .iter()
+                .map(|(id, stream)| (*id, verdict(*stream, &principals)))
+                .collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, streams = streams.len(), "cannot re-check the rights of event streams; ending them");
+            streams
+                .iter()
+                .map(|(id, _)| (*id, Verdict::End("unavailable")))
+                .collect()
+        }
+    }
+}
+
+/// The frame that ends a stream whose rights are gone.
+fn error_frame(code: &str) -> Bytes {
+    let message = match code {
+        "unauthorized" => "The token was revoked; authenticate again.",
+        "forbidden" => "You are no longer a member of this workspace.",
+        _ => "Your access could not be re-checked; reconnect.",
+    };
+    Bytes::from(format!(
+        "event: error\ndata: {}\n\n",
+        serde_json::json!({"code": code, "message": message})
+    ))
 }
 
 /// The process's single reader of the event log.
@@ -86,6 +178,9 @@ pub struct LiveHub {
     /// on this rather than on `fanout` itself, which would wake every stream for every event.
     published: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
+    /// Every open stream, by id, so the pump can re-check their rights.
+    streams: Mutex<HashMap<u64, OpenStream>>,
+    next_stream: AtomicU64,
 }
 
 impl LiveHub {
@@ -98,6 +193,8 @@ impl LiveHub {
             fanout,
             published: watch::Sender::new(0),
             shutdown,
+            streams: Mutex::new(HashMap::new()),
+            next_stream: AtomicU64::new(1),
         });
         tokio::spawn(pump(repo, Arc::clone(&hub)));
         hub
@@ -106,6 +203,43 @@ impl LiveHub {
     /// Ends the pump and every stream, so graceful shutdown is not held up by open streams.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    fn open_streams(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OpenStream>> {
+        // Plain data: a panic elsewhere while holding the lock leaves it usable.
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The open streams of some workspaces (all of them for `None`).
+    fn streams_of(&self, workspaces: Option<&HashSet<WorkspaceId>>) -> Vec<(u64, OpenStream)> {
+        self.open_streams()
+            .iter()
+            .filter(|(_, s)| workspaces.is_none_or(|w| w.contains(&s.workspace_id)))
+            .map(|(id, s)| (*id, *s))
+            .collect()
+    }
+
+    fn register(self: &Arc<Self>, stream: OpenStream) -> Registration {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        self.open_streams().insert(id, stream);
+        Registration {
+            hub: Arc::clone(self),
+            id,
+        }
+    }
+}
+
+/// A stream's place in the hub's registry, removed when the stream ends.
+struct Registration {
+    hub: Arc<LiveHub>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.open_streams().remove(&self.id);
     }
 }
 
@@ -135,6 +269,17 @@ async fn pump(repo: Arc<dyn Repository>, hub: Arc<LiveHub>) {
         tokio::select! {
             next = repo.wait_for_change(token) => token = next,
             _ = heartbeat.tick() => {
+                // The safety net under `access.changed`: every stream's rights, re-read in one
+                // batch per heartbeat.
+                let streams = hub.streams_of(None);
+                if !streams.is_empty() {
+                    let verdicts = recheck(&*repo, &streams).await;
+                    let _ = fanout.send(Fanout::Access(Arc::new(AccessVerdicts {
+                        position,
+                        periodic: true,
+                        verdicts,
+                    })));
+                }
                 // An error only means nobody is listening.
                 let _ = fanout.send(Fanout::Heartbeat);
                 publish();
@@ -169,6 +314,17 @@ async fn pump(repo: Arc<dyn Repository>, hub: Arc<LiveHub>) {
                 };
                 for (logged, frame) in batch.into_iter().zip(rendered) {
                     // An error only means every receiver has gone; the next event finds out again.
+                    if logged.event.kind == EventKind::AccessChanged {
+                        let workspaces = HashSet::from([logged.event.workspace_id]);
+                        let streams = hub.streams_of(Some(&workspaces));
+                        let verdicts = recheck(&*repo, &streams).await;
+                        let _ = fanout.send(Fanout::Access(Arc::new(AccessVerdicts {
+                            position: logged.position,
+                            periodic: false,
+                            verdicts,
+                        })));
+                        continue;
+                    }
                     let _ = fanout.send(Fanout::Event(Arc::new(LiveEvent { logged, frame })));
                 }
                 publish();
@@ -206,6 +362,7 @@ async fn render_batch(
                 conversation_ids.extend(event.conversation_id);
             }
             EventKind::ContactUpdated => contact_ids.extend(event.contact_id),
+            EventKind::AccessChanged => {}
         }
     }
     let (message_ids, conversation_ids, contact_ids) = (
@@ -242,6 +399,7 @@ async fn render_batch(
                     .and_then(|id| contacts.get(&id))
                     .filter(|c| c.workspace_id == event.workspace_id)
                     .and_then(|c| serde_json::to_value(ContactView::from(c)).ok()),
+                EventKind::AccessChanged => None,
             };
             let data = state.and_then(|value| with_workspace(value, event.workspace_id))?;
             Some(event_frame(logged, &data))
@@ -298,7 +456,7 @@ pub struct EventsQuery {
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: frames `id`, `event` (`conversation.created`, `conversation.updated`, `message.created`, `message.updated`, `contact.updated`, or `resync` when the resume point is older than the retained log or the client fell too far behind) and `data` (the new state as JSON, with `workspace_id`); a `:` comment every 15 s", content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`: frames `id`, `event` (`conversation.created`, `conversation.updated`, `message.created`, `message.updated`, `contact.updated`, or `resync` when the resume point is older than the retained log or the client fell too far behind, or `error` with `{code, message}` just before the server ends a stream whose rights are gone: `unauthorized` once its token is revoked, `forbidden` once the caller is no longer a member; a lowered role narrows the stream at once) and `data` (the new state as JSON, with `workspace_id`); a `:` comment every 15 s", content_type = "text/event-stream"),
         (status = 401, description = "No, unknown or revoked token", body = ErrorBody),
         (status = 403, description = "Not a member of the workspace", body = ErrorBody),
         (status = 422, description = "Bad query", body = ErrorBody),
@@ -337,8 +495,14 @@ pub async fn events(
             None => (state.repo.log_head().await?, true),
         },
     };
+    let registration = state.live.register(OpenStream {
+        token_id: caller.0.token_id,
+        workspace_id: actor.workspace_id,
+    });
     let stream = ClientStream {
         repo: Arc::clone(&state.repo),
+        registration,
+        token_id: caller.0.token_id,
         actor,
         position: start,
         replaying: true,
@@ -361,6 +525,10 @@ pub async fn events(
 /// One client's stream: replay from the log, then the pump's fan-out.
 struct ClientStream {
     repo: Arc<dyn Repository>,
+    /// Keeps the stream in the hub's registry while it lives.
+    registration: Registration,
+    token_id: TokenId,
+    /// The caller, with the role they had at the last re-check.
     actor: Actor,
     /// The last position sent (or skipped as invisible): nothing at or before it is sent again.
     position: LogPosition,
@@ -406,6 +574,23 @@ impl ClientStream {
                         }
                     }
                     Ok(Fanout::Heartbeat) => chunk.push(Bytes::from_static(HEARTBEAT_FRAME)),
+                    Ok(Fanout::Access(access)) => {
+                        if access.periodic {
+                            if access.position < self.position {
+                                continue; // older than what this stream has read
+                            }
+                        } else if access.position <= self.position {
+                            continue; // already handled while replaying
+                        } else {
+                            self.position = access.position;
+                        }
+                        if let Some(verdict) = access.verdicts.get(&self.registration.id) {
+                            if let Some(frame) = self.apply(*verdict) {
+                                chunk.push(frame);
+                                break;
+                            }
+                        }
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Lagged(skipped)) => {
                         tracing::info!(
@@ -446,7 +631,16 @@ impl ClientStream {
             .events_after(self.position, Some(self.actor.workspace_id), PAGE)
             .await
         {
-            Ok(batch) if !batch.is_empty() => {
+            Ok(mut batch) if !batch.is_empty() => {
+                // Rights change in log order: events up to an `access.changed` are filtered
+                // with the rights the caller had, then the rights are re-read before anything
+                // after it.
+                let access_change = batch
+                    .iter()
+                    .position(|logged| logged.event.kind == EventKind::AccessChanged);
+                if let Some(at) = access_change {
+                    batch.truncate(at + 1);
+                }
                 if let Some(last) = batch.last() {
                     self.position = last.position;
                 }
@@ -454,21 +648,38 @@ impl ClientStream {
                     .into_iter()
                     .filter(|logged| self.actor.sees_event(logged))
                     .collect();
-                match render_batch(&*self.repo, &visible).await {
+                let mut chunk = match render_batch(&*self.repo, &visible).await {
                     Ok(rendered) => {
                         let mut chunk = Chunk::default();
                         for frame in rendered.into_iter().flatten() {
                             chunk.push(frame);
                         }
-                        chunk.into_bytes()
+                        chunk
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot render replayed events; sending resync");
                         self.replaying = false;
                         self.resync = true;
-                        None
+                        return None;
+                    }
+                };
+                if access_change.is_some() {
+                    let own = [(
+                        self.registration.id,
+                        OpenStream {
+                            token_id: self.token_id,
+                            workspace_id: self.actor.workspace_id,
+                        },
+                    )];
+                    let verdicts = recheck(&*self.repo, &own).await;
+                    if let Some(verdict) = verdicts.get(&self.registration.id) {
+                        if let Some(frame) = self.apply(*verdict) {
+                            chunk.push(frame);
+                            self.replaying = false;
+                        }
                     }
                 }
+                chunk.into_bytes()
             }
             Ok(_) => {
                 self.replaying = false;
@@ -479,6 +690,21 @@ impl ClientStream {
                 self.replaying = false;
                 self.resync = true;
                 None
+            }
+        }
+    }
+
+    /// Applies re-checked rights: the frame that ends the stream, or `None` when it goes on
+    /// (with the caller's current role).
+    fn apply(&mut self, verdict: Verdict) -> Option<Bytes> {
+        match verdict {
+            Verdict::Keep(actor) => {
+                self.actor = actor;
+                None
+            }
+            Verdict::End(code) => {
+                self.done = true;
+                Some(error_frame(code))
             }
         }
     }

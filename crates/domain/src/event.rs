@@ -20,6 +20,10 @@ pub enum EventKind {
     MessageUpdated,
     /// A contact changed.
     ContactUpdated,
+    /// Someone's access to the workspace changed: a token was revoked, a role changed or a
+    /// membership was removed. Never sent to clients: it tells every process to re-check the
+    /// rights of that workspace's open streams before it sends anything written after it.
+    AccessChanged,
 }
 
 impl EventKind {
@@ -32,6 +36,7 @@ impl EventKind {
             Self::MessageCreated => "message.created",
             Self::MessageUpdated => "message.updated",
             Self::ContactUpdated => "contact.updated",
+            Self::AccessChanged => "access.changed",
         }
     }
 }
@@ -52,6 +57,7 @@ impl FromStr for EventKind {
             Self::MessageCreated,
             Self::MessageUpdated,
             Self::ContactUpdated,
+            Self::AccessChanged,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -149,6 +155,7 @@ impl Actor {
             | EventKind::MessageUpdated => {
                 self.sees_conversation(logged.conversation_assignee, logged.contact_assignee)
             }
+            EventKind::AccessChanged => false,
         }
     }
 }

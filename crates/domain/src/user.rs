@@ -102,6 +102,8 @@ pub struct MembershipSummary {
 /// workspace a request names costs no further query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
+    /// The token the request presented.
+    pub token_id: crate::ids::TokenId,
     /// The token's user.
     pub user: User,
     /// Their memberships.

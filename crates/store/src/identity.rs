@@ -17,6 +17,41 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
 
+/// Tokens asked about per query when live streams re-check their rights.
+const TOKENS_PER_QUERY: usize = 500;
+
+/// The read of a token's principal: one row per membership of its user.
+const AUTH_SELECT: &str = "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.email, u.created_at, \
+            w.id AS workspace_id, w.slug, w.name AS workspace_name, m.role \
+     FROM api_tokens t JOIN users u ON u.id = t.user_id \
+     LEFT JOIN memberships m ON m.user_id = u.id \
+     LEFT JOIN workspaces w ON w.id = m.workspace_id";
+
+/// Folds rows of [`AUTH_SELECT`], ordered by token, into one principal per token.
+fn principals(rows: Vec<AuthRow>) -> Result<Vec<Principal>, StoreError> {
+    let mut found: Vec<Principal> = Vec::new();
+    for row in rows {
+        let token_id = TokenId::from_uuid(row.token_id);
+        if found.last().is_none_or(|p| p.token_id != token_id) {
+            found.push(Principal {
+                token_id,
+                user: User {
+                    id: UserId::from_uuid(row.id),
+                    name: row.name.clone(),
+                    email: row.email.clone(),
+                    created_at: Timestamp::from_millis(row.created_at),
+                },
+                memberships: Vec::new(),
+            });
+        }
+        let membership = row.membership()?;
+        if let Some(principal) = found.last_mut() {
+            principal.memberships.extend(membership);
+        }
+    }
+    Ok(found)
+}
+
 /// A token's owner, when the token was last recorded as used, and one of the owner's
 /// memberships (`NULL`s when they have none): one row per membership.
 #[derive(sqlx::FromRow)]
@@ -184,15 +219,9 @@ macro_rules! impl_identity {
                 &self,
                 hash: &TokenHash,
             ) -> Result<Option<Principal>, StoreError> {
-                let rows: Vec<AuthRow> = sqlx::query_as(
-                    "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.email, u.created_at, \
-                            w.id AS workspace_id, w.slug, w.name AS workspace_name, m.role \
-                     FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                     LEFT JOIN memberships m ON m.user_id = u.id \
-                     LEFT JOIN workspaces w ON w.id = m.workspace_id \
-                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
-                     ORDER BY w.slug",
-                )
+                let rows: Vec<AuthRow> = sqlx::query_as(&format!(
+                    "{AUTH_SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL ORDER BY w.slug"
+                ))
                 .bind(hash.as_bytes().as_slice())
                 .fetch_all(&self.read)
                 .await
@@ -201,16 +230,7 @@ macro_rules! impl_identity {
                     return Ok(None);
                 };
                 let (token_id, last_used_at) = (first.token_id, first.last_used_at);
-                let user = User {
-                    id: UserId::from_uuid(first.id),
-                    name: first.name.clone(),
-                    email: first.email.clone(),
-                    created_at: Timestamp::from_millis(first.created_at),
-                };
-                let mut memberships = Vec::with_capacity(rows.len());
-                for row in rows {
-                    memberships.extend(row.membership()?);
-                }
+                let principal = principals(rows)?.pop();
                 let now = Timestamp::now().as_millis();
                 if last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
                     sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
@@ -220,21 +240,129 @@ macro_rules! impl_identity {
                         .await
                         .map_err(from_sqlx)?;
                 }
-                Ok(Some(Principal { user, memberships }))
+                Ok(principal)
             }
 
             async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError> {
+                let now = Timestamp::now().as_millis();
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let was_live: Option<bool> = sqlx::query_scalar(
+                    "SELECT revoked_at IS NULL FROM api_tokens WHERE id = $1",
+                )
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
                 let row: Option<TokenRow> = sqlx::query_as(&format!(
                     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
                      RETURNING {TOKEN_COLUMNS}"
                 ))
                 .bind(id.as_uuid())
-                .bind(Timestamp::now().as_millis())
-                .fetch_optional(&self.write)
+                .bind(now)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(from_sqlx)?;
-                row.map(ApiToken::from).ok_or(StoreError::NotFound)
+                let token = row.map(ApiToken::from).ok_or(StoreError::NotFound)?;
+                if was_live == Some(true) {
+                    sqlx::query(
+                        "INSERT INTO events (workspace_id, kind, created_at) \
+                         SELECT workspace_id, 'access.changed', $2 FROM memberships WHERE user_id = $1",
+                    )
+                    .bind(token.user_id.as_uuid())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                }
+                self.commit_events(tx).await?;
+                Ok(token)
             }
+
+            async fn set_member_role(
+                &self,
+                workspace_id: WorkspaceId,
+                user_id: UserId,
+                role: Role,
+            ) -> Result<Membership, StoreError> {
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let row: Option<MembershipRow> = sqlx::query_as(
+                    "UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2 \
+                     RETURNING workspace_id, user_id, role, created_at",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(user_id.as_uuid())
+                .bind(role.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                let membership = Membership::try_from(row.ok_or(StoreError::NotFound)?)?;
+                Self::access_changed(&mut tx, workspace_id).await?;
+                self.commit_events(tx).await?;
+                Ok(membership)
+            }
+
+            async fn remove_member(
+                &self,
+                workspace_id: WorkspaceId,
+                user_id: UserId,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let removed = sqlx::query(
+                    "DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(user_id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?
+                .rows_affected();
+                if removed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::access_changed(&mut tx, workspace_id).await?;
+                self.commit_events(tx).await?;
+                Ok(())
+            }
+
+            async fn principals_by_tokens(
+                &self,
+                tokens: &[TokenId],
+            ) -> Result<Vec<Principal>, StoreError> {
+                let mut found = Vec::with_capacity(tokens.len());
+                for chunk in tokens.chunks(TOKENS_PER_QUERY) {
+                    let placeholders: Vec<String> =
+                        (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "{AUTH_SELECT} WHERE t.id IN ({}) AND t.revoked_at IS NULL ORDER BY t.id, w.slug",
+                        placeholders.join(", ")
+                    );
+                    let mut query = sqlx::query_as::<_, AuthRow>(&sql);
+                    for token in chunk {
+                        query = query.bind(token.as_uuid());
+                    }
+                    let rows = query.fetch_all(&self.read).await.map_err(from_sqlx)?;
+                    found.extend(principals(rows)?);
+                }
+                Ok(found)
+            }
+        }
+
+        impl Store<$db> {
+        /// Appends `access.changed` for a workspace in the caller's transaction.
+        async fn access_changed(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            workspace_id: WorkspaceId,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, 'access.changed', $2)",
+            )
+            .bind(workspace_id.as_uuid())
+            .bind(Timestamp::now().as_millis())
+            .execute(&mut **tx)
+            .await
+            .map_err(from_sqlx)?;
+            Ok(())
+        }
         }
     };
 }

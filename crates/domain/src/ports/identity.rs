@@ -70,9 +70,40 @@ pub trait IdentityRepository: Send + Sync {
     /// Only `Unavailable` or `Internal`.
     async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Principal>, StoreError>;
 
-    /// Revokes a token; revoking twice is not an error.
+    /// Revokes a token; revoking twice is not an error. Appends `access.changed` for every
+    /// workspace of the token's user in the same transaction, so open streams end before they
+    /// send anything written after the revocation.
     ///
     /// # Errors
     /// `NotFound` for an unknown token id.
     async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError>;
+
+    /// Changes a member's role, appending `access.changed` for the workspace.
+    ///
+    /// # Errors
+    /// `NotFound` when the user is not a member of the workspace.
+    async fn set_member_role(
+        &self,
+        workspace_id: WorkspaceId,
+        user_id: UserId,
+        role: Role,
+    ) -> Result<Membership, StoreError>;
+
+    /// Removes a member, appending `access.changed` for the workspace.
+    ///
+    /// # Errors
+    /// `NotFound` when the user is not a member of the workspace.
+    async fn remove_member(
+        &self,
+        workspace_id: WorkspaceId,
+        user_id: UserId,
+    ) -> Result<(), StoreError>;
+
+    /// The current principal of each token that is still valid, in one read per few hundred
+    /// tokens: what live streams re-check their rights against. Revoked and unknown tokens are
+    /// absent. Records no use.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn principals_by_tokens(&self, tokens: &[TokenId]) -> Result<Vec<Principal>, StoreError>;
 }
