@@ -8,6 +8,7 @@ mod faults;
 mod foundation;
 mod handover;
 mod kapso;
+mod limits;
 mod live;
 mod openapi;
 mod permissions;

@@ -30,9 +30,21 @@ impl FromRequestParts<AppState> for Caller {
             })
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
+        let hash = TokenHash::of(token);
+        // Spent before the database is asked: a flood costs no query.
+        state
+            .budgets
+            .take(*hash.as_bytes(), state.limits.requests_per_minute)
+            .map_err(|retry_after_secs| ApiError::TooManyRequests {
+                message: format!(
+                    "More than {} requests a minute with this token; retry in {retry_after_secs} s.",
+                    state.limits.requests_per_minute
+                ),
+                retry_after_secs,
+            })?;
         let principal = state
             .repo
-            .authenticate(&TokenHash::of(token))
+            .authenticate(&hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
         Ok(Self(principal))

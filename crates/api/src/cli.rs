@@ -111,6 +111,23 @@ pub struct ServeArgs {
     /// Webhook receiver settings.
     #[command(flatten)]
     pub webhook: WebhookArgs,
+
+    /// Transport limits.
+    #[command(flatten)]
+    pub http: inbox_webhook::server::HttpLimits,
+
+    /// Requests one token may make a minute in this process (a token bucket; 429
+    /// `rate_limited` with `Retry-After` past it).
+    #[arg(long, env = "INBOX_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub requests_per_minute: u32,
+
+    /// Event streams one token may hold open in this process (429 past it).
+    #[arg(long, env = "INBOX_MAX_STREAMS_PER_TOKEN", default_value_t = 8)]
+    pub max_streams_per_token: usize,
+
+    /// A stream resuming further back than this many events gets `resync` instead of a replay.
+    #[arg(long, env = "INBOX_EVENT_REPLAY_MAX", default_value_t = 10_000)]
+    pub event_replay_max: i64,
 }
 
 /// `inbox-api admin ...`.
@@ -332,7 +349,12 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
         ..SendSettings::for_timeout(kapso_timeout)
     };
     let state = AppState::new(repo.clone(), kapso, sending)
-        .with_owners_may_set_number(args.owners_may_set_number);
+        .with_owners_may_set_number(args.owners_may_set_number)
+        .with_limits(crate::limits::ApiLimits {
+            requests_per_minute: args.requests_per_minute,
+            max_streams_per_token: args.max_streams_per_token,
+            event_replay_max: args.event_replay_max,
+        });
     let live = Arc::clone(&state.live);
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
     let outbox = crate::sending::spawn_outbox_worker(state.clone(), outbox_stopped);
@@ -353,7 +375,7 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
         // Open event streams would otherwise hold graceful shutdown forever.
         live.shutdown();
     };
-    let served = crate::serve(listener, app, shutdown).await;
+    let served = crate::serve(listener, app, args.http, shutdown).await;
     // In-flight requests have finished (their first send attempts recorded); now let the
     // worker finish its attempts so none is left to a lease, then exit.
     stop_outbox.send_replace(true);

@@ -57,6 +57,15 @@ pub enum ApiError {
         /// Seconds to wait (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// A per-token limit other than sends: too many requests a minute, or too many open event
+    /// streams.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Which limit, and what to do.
+        message: String,
+        /// Seconds to wait (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// Kapso refused the message for good. For a send, the stored `failed` message comes along.
     #[error("{reason}")]
     Kapso {
@@ -118,7 +127,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "reply_window_closed")
             }
             Self::IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused"),
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RateLimited { .. } | Self::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             Self::Kapso { .. } => (StatusCode::BAD_GATEWAY, "kapso_error"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -233,7 +244,11 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "request failed");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let Self::RateLimited { retry_after_secs } = &self {
+        if let Self::RateLimited { retry_after_secs }
+        | Self::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod handover;
+pub mod limits;
 pub mod live;
 pub mod routes;
 pub mod sending;
@@ -46,6 +47,10 @@ pub struct AppState {
     /// Kapso confirms their API key's project owns it). Off by default: routing belongs to the
     /// operator, through `inbox-api admin workspace set-kapso`.
     pub owners_may_set_number: bool,
+    /// Per-token limits of this process.
+    pub limits: limits::ApiLimits,
+    /// Each token's request budget in this process.
+    pub budgets: Arc<limits::RequestBudgets>,
 }
 
 impl AppState {
@@ -63,7 +68,16 @@ impl AppState {
             kapso,
             sending,
             owners_may_set_number: false,
+            limits: limits::ApiLimits::default(),
+            budgets: Arc::new(limits::RequestBudgets::default()),
         }
+    }
+
+    /// The same state under other per-token limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: limits::ApiLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same state, letting owners set their number through the API or not.
@@ -172,24 +186,18 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `app` on `listener` under the transport `limits` until `shutdown` resolves, then
+/// finishes in-flight requests.
 ///
 /// # Errors
 /// When the listener fails.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: inbox_webhook::server::HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app.layer(TraceLayer::new_for_http());
-    // A `Router` given to `axum::serve` as it is rebuilds its route table for every connection
-    // (about 19 KiB each, held as long as the connection): with thousands of open event streams
-    // that was most of the process's memory. Turned into a make-service once, every connection
-    // shares one table.
-    axum::serve(
-        inbox_webhook::process::without_nagle(listener),
-        app.into_make_service(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = inbox_webhook::server::with_request_timeout(app, limits.request_timeout())
+        .layer(TraceLayer::new_for_http());
+    inbox_webhook::server::serve(listener, app, limits, shutdown).await
 }

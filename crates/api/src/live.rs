@@ -221,13 +221,26 @@ impl LiveHub {
             .collect()
     }
 
-    fn register(self: &Arc<Self>, stream: OpenStream) -> Registration {
+    /// Registers a stream, unless its token already holds `max_per_token` open ones.
+    fn register(
+        self: &Arc<Self>,
+        stream: OpenStream,
+        max_per_token: usize,
+    ) -> Option<Registration> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        self.open_streams().insert(id, stream);
-        Registration {
+        let mut streams = self.open_streams();
+        let held = streams
+            .values()
+            .filter(|s| s.token_id == stream.token_id)
+            .count();
+        if held >= max_per_token {
+            return None;
+        }
+        streams.insert(id, stream);
+        Some(Registration {
             hub: Arc::clone(self),
             id,
-        }
+        })
     }
 }
 
@@ -442,6 +455,7 @@ pub struct EventsQuery {
     /// Workspace slug or id.
     pub workspace: String,
     /// Resume after this event id (as `Last-Event-ID` does); `0` replays the whole retained log.
+    /// A resume point more than `INBOX_EVENT_REPLAY_MAX` events back gets `resync` instead.
     pub since: Option<i64>,
 }
 
@@ -460,6 +474,7 @@ pub struct EventsQuery {
         (status = 401, description = "No, unknown or revoked token", body = ErrorBody),
         (status = 403, description = "Not a member of the workspace", body = ErrorBody),
         (status = 422, description = "Bad query", body = ErrorBody),
+        (status = 429, description = "The token already holds `INBOX_MAX_STREAMS_PER_TOKEN` open streams, or spent its requests of the minute (`Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn events(
@@ -485,20 +500,42 @@ pub async fn events(
     let shutdown = state.live.shutdown.subscribe();
     let (start, resync) = match resume {
         None => (state.repo.log_head().await?, false),
-        Some(id) if id <= 0 => (LogPosition::START, false),
-        Some(id) => match state
-            .repo
-            .position_of(actor.workspace_id, EventId(id))
-            .await?
-        {
-            Some(position) => (position, false),
-            None => (state.repo.log_head().await?, true),
-        },
+        Some(id) => {
+            // A resume point further back than the replay cap is answered with `resync`: a
+            // client gone for days refetches instead of replaying days of events.
+            let head = state.repo.log_head().await?;
+            if head.id.0.saturating_sub(id.max(0)) > state.limits.event_replay_max {
+                (head, true)
+            } else if id <= 0 {
+                (LogPosition::START, false)
+            } else {
+                match state
+                    .repo
+                    .position_of(actor.workspace_id, EventId(id))
+                    .await?
+                {
+                    Some(position) => (position, false),
+                    None => (head, true),
+                }
+            }
+        }
     };
-    let registration = state.live.register(OpenStream {
-        token_id: caller.0.token_id,
-        workspace_id: actor.workspace_id,
-    });
+    let max_streams = state.limits.max_streams_per_token;
+    let registration = state
+        .live
+        .register(
+            OpenStream {
+                token_id: caller.0.token_id,
+                workspace_id: actor.workspace_id,
+            },
+            max_streams,
+        )
+        .ok_or_else(|| ApiError::TooManyRequests {
+            message: format!(
+                "This token already holds {max_streams} open event streams; close one first."
+            ),
+            retry_after_secs: 5,
+        })?;
     let stream = ClientStream {
         repo: Arc::clone(&state.repo),
         registration,

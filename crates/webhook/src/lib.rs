@@ -9,6 +9,7 @@ pub mod health;
 pub mod process;
 pub mod receiver;
 pub mod replay;
+pub mod server;
 
 pub use receiver::{WebhookSettings, WebhookState, router};
 pub use replay::{ReplayError, replay_delivery, replay_failed};

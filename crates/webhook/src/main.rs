@@ -14,6 +14,9 @@ struct Cli {
     #[command(flatten)]
     webhook: WebhookArgs,
 
+    #[command(flatten)]
+    http: inbox_webhook::server::HttpLimits,
+
     /// Address to serve on; port 0 picks a free port and the chosen address is logged.
     #[arg(long, env = "INBOX_LISTEN", default_value = "127.0.0.1:8081")]
     listen: String,
@@ -39,7 +42,10 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
     let settings = cli.webhook.settings();
     process::check_webhook_settings(repo.as_ref(), &settings).await?;
     let state = inbox_webhook::WebhookState::new(repo.clone(), settings);
-    let app = inbox_webhook::router(state).merge(inbox_webhook::health::router(repo));
+    let app = inbox_webhook::server::with_request_timeout(
+        inbox_webhook::router(state).merge(inbox_webhook::health::router(repo)),
+        cli.http.request_timeout(),
+    );
     let addr = listener
         .local_addr()
         .map_err(|source| process::StartError::Listen {
@@ -47,8 +53,7 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
             source,
         })?;
     process::announce("inbox-webhook", addr);
-    axum::serve(process::without_nagle(listener), app.into_make_service())
-        .with_graceful_shutdown(process::shutdown_signal())
+    inbox_webhook::server::serve(listener, app, cli.http, process::shutdown_signal())
         .await
         .map_err(|source| process::StartError::Listen {
             addr: cli.listen,

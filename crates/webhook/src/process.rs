@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use axum::serve::{ListenerExt, TapIo};
 use inbox_store::{Backend, SecretKey};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// Settings every process needs, from `INBOX_*` environment variables or flags.
@@ -245,19 +244,6 @@ pub fn announce(service: &str, addr: SocketAddr) {
     tracing::info!(service, "listening on http://{addr}");
 }
 
-/// `listener` with Nagle's algorithm off on every connection it accepts. Event streams write
-/// small frames as events happen, and with Nagle on, a frame written while the previous one is
-/// still unacknowledged waits for the client's delayed ACK: up to 40 ms on Linux, which was
-/// the whole p99 of commit-to-client fan-out.
-pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    fn no_delay(stream: &mut TcpStream) {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("could not set TCP_NODELAY on a connection: {e}");
-        }
-    }
-    listener.tap_io(no_delay)
-}
-
 /// Resolves when the process receives SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -301,18 +287,5 @@ mod tests {
             key_file_path("sqlite://inbox.db"),
             Path::new("./secret.key")
         );
-    }
-
-    /// Accepted connections must not wait on Nagle's algorithm (see [`without_nagle`]).
-    #[tokio::test]
-    async fn accepted_connections_send_without_delay() {
-        use axum::serve::Listener;
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut listener = without_nagle(listener);
-        let _client = TcpStream::connect(addr).await.expect("connect");
-        let (stream, _) = listener.accept().await;
-        assert!(stream.nodelay().expect("read TCP_NODELAY"));
     }
 }

@@ -152,6 +152,14 @@ impl Server {
                 "INBOX_LOG",
                 "warn,inbox_webhook::process=info,xtask::bench=info",
             );
+        // The harness is one client with one token driving thousands of requests a second and
+        // 10,000 streams, and keeps connections between scenarios: per-token and idle limits
+        // meant for people would measure the limits instead of the product.
+        command
+            .env("INBOX_REQUESTS_PER_MINUTE", "1000000000")
+            .env("INBOX_MAX_STREAMS_PER_TOKEN", "1000000")
+            .env("INBOX_HTTP_HEADER_TIMEOUT_MS", "600000")
+            .env("INBOX_HTTP_IDLE_TIMEOUT_MS", "600000");
         for (key, value) in env {
             command.env(key, value);
         }
