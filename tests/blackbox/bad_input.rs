@@ -132,6 +132,13 @@ async fn each_kind_of_bad_input_gets_its_code_and_names_the_field(env: TestEnv) 
             Body::None,
             "q",
         ),
+        (Method::GET, format!("{list}&q=ab"), Body::None, "q"),
+        (
+            Method::GET,
+            "/api/contacts?workspace=acme&q=%20a%20".into(),
+            Body::None,
+            "q",
+        ),
         (
             Method::GET,
             "/api/conversations/counts?workspace=acme&x=1".into(),

@@ -278,20 +278,24 @@ impl TagFilter {
     }
 }
 
-/// Text to find, case-insensitively, inside a contact's display name or phone: 1..=100
-/// characters after trimming, kept lower-cased.
+/// Text to find, case-insensitively, inside a contact's display name or phone: 3..=100
+/// characters after trimming, kept lower-cased. Until search has an index, a substring this
+/// short would match most of a tenant's contacts and make every page a scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchText(String);
 
 impl SearchText {
+    /// Fewest characters a search may have.
+    pub const MIN: usize = 3;
+
     /// Validates search text.
     ///
     /// # Errors
-    /// When the trimmed text is empty or longer than 100 characters.
+    /// When the trimmed text is shorter than 3 or longer than 100 characters.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let text = raw.trim();
-        if !(1..=100).contains(&text.chars().count()) {
-            return Err(ValidationError::new("q", "must be 1 to 100 characters"));
+        if !(Self::MIN..=100).contains(&text.chars().count()) {
+            return Err(ValidationError::new("q", "must be 3 to 100 characters"));
         }
         Ok(Self(text.to_lowercase()))
     }
@@ -440,6 +444,11 @@ mod tests {
             Ok("budi".to_owned())
         );
         assert!(SearchText::parse("   ").is_err());
+        assert!(
+            SearchText::parse(" ab ").is_err(),
+            "too short to bound the scan"
+        );
+        assert!(SearchText::parse("abc").is_ok());
         assert!(SearchText::parse(&"x".repeat(101)).is_err());
     }
 }

@@ -297,7 +297,7 @@ fn filters(team: &Team) -> Vec<(&'static str, ConversationFilter)> {
         (
             "q=wildcard",
             ConversationFilter {
-                q: q("%"),
+                q: q("%_%"),
                 ..none()
             },
         ),
