@@ -12,6 +12,7 @@ on_both_databases!(
     revoked_and_unknown_tokens_get_401,
     set_kapso_stores_secrets_without_echoing_them,
     both_binaries_answer_probes_and_stop_gracefully,
+    debug_logs_name_routes_never_phone_numbers_or_tokens,
 );
 
 async fn admin_cli_bootstraps_and_me_lists_the_membership(env: TestEnv) {
@@ -275,4 +276,33 @@ async fn help_lists_the_configuration() {
     ] {
         assert!(help.contains(variable), "serve --help names {variable}");
     }
+}
+
+/// Even at `debug`, request logs name the matched route: a query's phone number or search text
+/// and the bearer token never reach the log.
+async fn debug_logs_name_routes_never_phone_numbers_or_tokens(env: TestEnv) {
+    let seeded = env.workspace_with_owner().await;
+    let server = env.api(&[("INBOX_LOG", "debug")]).await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/api/contacts/by-phone?workspace=acme&phone=081298765432",
+        "/api/conversations?workspace=acme&q=081298765432",
+        "/api/nothing-here?phone=081298765432",
+    ] {
+        http.get(server.url(path))
+            .bearer_auth(&seeded.token)
+            .send()
+            .await
+            .expect("answer");
+    }
+    assert!(
+        server.wait_for_log("/api/contacts/by-phone").await,
+        "the route is named"
+    );
+    let log = server.log();
+    assert!(
+        !log.contains("081298765432"),
+        "a phone number in the log:\n{log}"
+    );
+    assert!(!log.contains(&seeded.token), "the token in the log");
 }

@@ -100,6 +100,12 @@ async fn the_document_is_openapi_3_1_and_matches_the_served_routes(env: TestEnv)
                     op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                     "{method} {path}"
                 );
+                if op.get("security").is_some() {
+                    assert!(
+                        op["responses"].get("429").is_some(),
+                        "{method} {path}: every authenticated route may answer 429"
+                    );
+                }
                 if path.starts_with("/api/")
                     && !path.starts_with("/api/webhook")
                     && path != "/api/openapi.json"

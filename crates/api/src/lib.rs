@@ -118,6 +118,40 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every authenticated operation may answer 429: each token has a budget of requests a minute
+/// (and `/api/events` a cap on open streams). Added once here rather than on every route.
+fn document_rate_limits(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.is_none() {
+                continue;
+            }
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(
+                                "`rate_limited`: the token spent its requests of the minute \
+                                 (`INBOX_REQUESTS_PER_MINUTE`); retry after `Retry-After` seconds",
+                            )
+                            .build(),
+                    )
+                });
+        }
+    }
+}
+
 /// The documented API routes, from which both the router and the OpenAPI document are built.
 /// (`/api/contacts/by-phone` and `/api/contacts/{id}` coexist: a literal segment always wins
 /// over a parameter.)
@@ -160,7 +194,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The API application without the webhook routes: `/api/*`, `/api/openapi.json`, and the
 /// health probes.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_routes().split_for_parts();
+    let (api, mut doc) = api_routes().split_for_parts();
+    document_rate_limits(&mut doc);
     let doc = Arc::new(doc);
     api.route(
         "/api/openapi.json",
@@ -197,7 +232,16 @@ pub async fn serve(
     limits: inbox_webhook::server::HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = inbox_webhook::server::with_request_timeout(app, limits.request_timeout())
-        .layer(TraceLayer::new_for_http());
+    // Spans name the matched route, never the raw URI: queries carry phone numbers and search
+    // text, which must not reach the logs.
+    let traced = TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("unmatched", axum::extract::MatchedPath::as_str);
+        tracing::debug_span!("request", method = %request.method(), route)
+    });
+    let app =
+        inbox_webhook::server::with_request_timeout(app, limits.request_timeout()).layer(traced);
     inbox_webhook::server::serve(listener, app, limits, shutdown).await
 }
