@@ -20,6 +20,12 @@ pub type PgStore = Store<Postgres>;
 /// Sized for a 2-core machine: more connections than cores only adds context switches.
 const POOL_SIZE: u32 = 8;
 
+/// Longest a serving connection's statement may run (a request times out at 30 s anyway).
+const STATEMENT_TIMEOUT: &str = "30s";
+
+/// Longest a serving connection may sit idle inside a transaction.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
 /// Connects to and migrates a PostgreSQL database. Concurrent starts are safe: sqlx serialises
 /// migrations with an advisory lock.
 ///
@@ -31,18 +37,32 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
             reason: e.to_string(),
         })?
         .application_name("inbox");
-    // One direct attempt first: the pool would retry a refused connection until its acquire
-    // timeout, and a wrong URL deserves an immediate, clear answer rather than a 10 s wait.
-    PgConnection::connect_with(&options)
+    // One direct connection first: the pool would retry a refused connection until its acquire
+    // timeout, and a wrong URL deserves an immediate, clear answer rather than a 5 s wait. It
+    // also runs the migrations, free of the serving connections' statement timeout: building
+    // an index on a large table may rightly take longer.
+    let mut direct =
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| OpenError::Connect {
+                reason: e.to_string(),
+            })?;
+    MIGRATOR
+        .run(&mut direct)
         .await
-        .map_err(|e| OpenError::Connect {
-            reason: e.to_string(),
-        })?
-        .close()
-        .await
-        .map_err(|e| OpenError::Connect {
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| OpenError::Migrate(e.to_string()))?;
+    direct.close().await.map_err(|e| OpenError::Connect {
+        reason: e.to_string(),
+    })?;
+    // Serving connections bound every statement, and end a transaction left idle (a stuck
+    // client elsewhere must not hold locks, or hold back the live event log, indefinitely).
+    let options = options.options([
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        ),
+    ]);
     // No ping before handing out a connection: it is a round trip on every acquire, a
     // tenth of a webhook delivery's. A connection the server dropped fails its next statement
     // instead, which answers `Unavailable` (503, so Kapso retries) and is not reused.
@@ -57,10 +77,6 @@ pub async fn open(url: &str, key: &SecretKey) -> Result<PgStore, OpenError> {
         .map_err(|e| OpenError::Connect {
             reason: e.to_string(),
         })?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| OpenError::Migrate(e.to_string()))?;
     Ok(Store {
         read: pool.clone(),
         changes: Arc::new(Changes::new(Remote::Postgres(pool.clone()))),

@@ -264,3 +264,28 @@ async fn postgres_readers_never_pass_a_late_commit() {
         event_log::late_commits_are_not_overtaken(h).await;
     }
 }
+
+/// Serving connections bound every statement and every idle transaction, so a stuck client
+/// cannot hold locks (or the live event log) indefinitely.
+#[tokio::test]
+async fn postgres_serving_connections_bound_statements_and_idle_transactions() {
+    let Some(h) =
+        Harness::postgres("postgres_serving_connections_bound_statements_and_idle_transactions")
+            .await
+    else {
+        return;
+    };
+    let Raw::Postgres(pool) = &h.raw else {
+        unreachable!("a PostgreSQL harness");
+    };
+    for (setting, expected) in [
+        ("statement_timeout", "30s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let shown: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(pool)
+            .await
+            .expect("show");
+        assert_eq!(shown, expected, "{setting}");
+    }
+}
