@@ -212,10 +212,10 @@ pub enum WorkspaceCommand {
         phone_number_id: String,
         /// Kapso API key; `-` reads it from standard input.
         #[arg(long)]
-        api_key: Option<String>,
+        api_key: Option<Secret>,
         /// Webhook signing secret of the Kapso webhook; `-` reads it from standard input.
         #[arg(long)]
-        webhook_secret: Option<String>,
+        webhook_secret: Option<Secret>,
     },
 }
 
@@ -430,8 +430,8 @@ async fn find_workspace(repo: &dyn Repository, reference: &str) -> anyhow::Resul
 }
 
 /// A secret from a flag, or from standard input when the flag is `-`.
-fn secret(flag: Option<String>, what: &str) -> anyhow::Result<Option<Secret>> {
-    match flag.as_deref() {
+fn secret(flag: Option<Secret>, what: &str) -> anyhow::Result<Option<Secret>> {
+    match flag.as_ref().map(Secret::expose) {
         None => Ok(None),
         Some("-") => {
             let mut line = String::new();
@@ -446,7 +446,7 @@ fn secret(flag: Option<String>, what: &str) -> anyhow::Result<Option<Secret>> {
             );
             Ok(Some(Secret::new(value)))
         }
-        Some(value) => Ok(Some(Secret::new(value))),
+        Some(_) => Ok(flag),
     }
 }
 

@@ -121,6 +121,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// So configuration (flags, environment variables) can hold a secret from the moment it is
+/// read, and never print it in a `Debug` of the settings.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(value))
+    }
+}
+
 /// A workspace's decrypted Kapso credentials, for the webhook and the Kapso client.
 #[derive(Clone, Debug)]
 pub struct KapsoCredentials {
@@ -137,6 +147,13 @@ pub struct KapsoCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_never_shows_in_debug() {
+        let secret: Secret = "hunter2".parse().expect("any text");
+        assert_eq!(secret.expose(), "hunter2");
+        assert!(!format!("{secret:?} {:?}", Some(&secret)).contains("hunter2"));
+    }
 
     #[test]
     fn slugs() {

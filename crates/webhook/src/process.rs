@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use inbox_domain::workspace::Secret;
 use inbox_store::{Backend, SecretKey};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -22,7 +23,7 @@ pub struct CoreSettings {
     /// 32-byte key (base64) encrypting stored secrets. On SQLite it is generated once into
     /// `secret.key` beside the database file when unset; required for PostgreSQL.
     #[arg(long, env = "INBOX_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
 
     /// Tracing filter, e.g. `info` or `inbox=debug,sqlx=warn`.
     #[arg(long, env = "INBOX_LOG", default_value = "info")]
@@ -47,27 +48,23 @@ pub enum LogFormat {
 pub struct WebhookArgs {
     /// Deployment-wide Kapso webhook secret, used when a workspace has none of its own.
     #[arg(long, env = "INBOX_KAPSO_WEBHOOK_SECRET", hide_env_values = true)]
-    pub kapso_webhook_secret: Option<String>,
+    pub kapso_webhook_secret: Option<Secret>,
 
     /// Meta app secret, for Meta-format deliveries (`X-Hub-Signature-256`).
     #[arg(long, env = "INBOX_META_APP_SECRET", hide_env_values = true)]
-    pub meta_app_secret: Option<String>,
+    pub meta_app_secret: Option<Secret>,
 
     /// Token Meta's GET verification handshake must present.
     #[arg(long, env = "INBOX_META_VERIFY_TOKEN", hide_env_values = true)]
-    pub meta_verify_token: Option<String>,
+    pub meta_verify_token: Option<Secret>,
 }
 
 impl WebhookArgs {
     /// The receiver's settings.
     #[must_use]
     pub fn settings(&self) -> crate::WebhookSettings {
-        let secret = |value: &Option<String>| {
-            value
-                .as_deref()
-                .filter(|v| !v.is_empty())
-                .map(inbox_domain::workspace::Secret::new)
-        };
+        let secret =
+            |value: &Option<Secret>| value.as_ref().filter(|v| !v.expose().is_empty()).cloned();
         crate::WebhookSettings {
             kapso_webhook_secret: secret(&self.kapso_webhook_secret),
             meta_app_secret: secret(&self.meta_app_secret),
@@ -148,7 +145,7 @@ impl CoreSettings {
     /// See [`StartError`].
     pub fn secret_key(&self) -> Result<SecretKey, StartError> {
         if let Some(text) = &self.secret_key {
-            return Ok(SecretKey::from_base64(text)?);
+            return Ok(SecretKey::from_base64(text.expose())?);
         }
         match Backend::of_url(&self.database_url)? {
             Backend::Postgres => Err(StartError::MissingSecretKey),
@@ -272,6 +269,40 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_never_print_their_secrets() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Both {
+            #[command(flatten)]
+            core: CoreSettings,
+            #[command(flatten)]
+            webhook: WebhookArgs,
+        }
+        let parsed = Both::parse_from([
+            "x",
+            "--secret-key",
+            "key-sekrit-1",
+            "--kapso-webhook-secret",
+            "hook-sekrit-2",
+            "--meta-app-secret",
+            "meta-sekrit-3",
+            "--meta-verify-token",
+            "verify-sekrit-4",
+        ]);
+        let shown = format!("{parsed:?} {:?}", parsed.webhook.settings());
+        assert!(!shown.contains("sekrit"), "{shown}");
+        assert_eq!(
+            parsed
+                .webhook
+                .settings()
+                .meta_app_secret
+                .as_ref()
+                .map(Secret::expose),
+            Some("meta-sekrit-3")
+        );
+    }
 
     #[test]
     fn the_key_file_sits_beside_the_database() {
