@@ -67,6 +67,27 @@ async fn create_normalises_the_phone_and_conflicts_name_the_existing_contact(env
             .expect("message")
             .contains(&id)
     );
+    // A member who may not see that contact learns it exists, not which one it is.
+    let (status, hidden) = api
+        .call(
+            Method::POST,
+            "/api/contacts",
+            Some(team.member2.token.as_str()),
+            Some(&json!({"workspace": "acme", "phone": "+62 812 3456 7890"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &hidden["error"]["code"]),
+        (409, &json!("conflict")),
+        "{hidden}"
+    );
+    assert!(
+        hidden["error"]
+            .get("existing_id")
+            .is_none_or(Value::is_null),
+        "{hidden}"
+    );
+    assert!(!hidden.to_string().contains(&id), "{hidden}");
 
     // Patch: only the fields sent change; null clears; the phone is not editable.
     let path = format!("/api/contacts/{id}");

@@ -14,7 +14,7 @@ use inbox_domain::phone::{CountryCode, PhoneE164};
 use inbox_domain::ports::{ActionError, StoreError};
 use inbox_domain::user::Actor;
 use inbox_domain::validation::text_len;
-use inbox_domain::{ContactId, UserId, WorkspaceId};
+use inbox_domain::{ContactId, UserId};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -235,26 +235,34 @@ pub async fn create(
     match state.repo.create_contact(actor, new).await {
         Ok(contact) => Ok((StatusCode::CREATED, Json(ContactView::from(&contact)))),
         Err(ActionError::Store(StoreError::Duplicate(field))) => {
-            Err(conflict(&state, workspace.id, phone.as_ref(), &field).await)
+            Err(conflict(&state, actor, phone.as_ref(), &field).await)
         }
         Err(e) => Err(write_error(e)),
     }
 }
 
-/// The 409 for a phone the workspace already has, naming the existing contact.
+/// The 409 for a phone the workspace already has, naming the existing contact when the caller
+/// may see it (a member learns that the number is taken, not by whom).
 async fn conflict(
     state: &AppState,
-    workspace_id: WorkspaceId,
+    actor: Actor,
     phone: Option<&PhoneE164>,
     field: &str,
 ) -> ApiError {
     let existing = match phone {
         Some(phone) => state
             .repo
-            .contact_id_by_phone(workspace_id, phone)
+            .contact_id_by_phone(actor.workspace_id, phone)
             .await
             .ok()
             .flatten(),
+        None => None,
+    };
+    let existing = match existing {
+        Some(id) => match state.repo.contact(actor, id).await {
+            Ok(Some(_)) => Some(id),
+            _ => None,
+        },
         None => None,
     };
     match existing {
