@@ -64,6 +64,24 @@ const LOGGED_FROM: &str = "SELECT e.id, e.tx, e.workspace_id, e.kind, e.conversa
      LEFT JOIN conversations c ON c.id = e.conversation_id \
      LEFT JOIN contacts k ON k.id = e.contact_id";
 
+/// The events of `rows` this version can read. A row it cannot (a kind written by a newer
+/// version, a damaged id) is logged and skipped rather than failing the page: one such row
+/// would otherwise stop the live pump, and every stream of the process, for good.
+fn readable(rows: Vec<LoggedRow>) -> Vec<LoggedEvent> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let id = row.id;
+            match LoggedEvent::try_from(row) {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    tracing::error!(event.id = id, error = %e, "skipping an event that cannot be read");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 macro_rules! impl_event_log {
     ($db:ty) => {
         #[async_trait]
@@ -103,7 +121,7 @@ macro_rules! impl_event_log {
                     }
                 }
                 .map_err(from_sqlx)?;
-                rows.into_iter().map(LoggedEvent::try_from).collect()
+                Ok(readable(rows))
             }
 
             async fn position_of(

@@ -200,3 +200,27 @@ pub async fn other_databases_do_not_hold_events_back(h: Harness) {
     );
     long.rollback().await.expect("rollback");
 }
+
+/// One row the reader cannot decode must not stop every stream of the process: it is skipped
+/// (and logged), and the events around it are read.
+pub async fn an_unreadable_event_is_skipped_not_a_stall(h: Harness) {
+    let ws = h
+        .repo
+        .create_workspace(new_workspace("aaa"))
+        .await
+        .expect("ws")
+        .id;
+    h.raw.insert_event(ws.as_uuid(), 1000).await;
+    h.raw.insert_unknown_event(ws.as_uuid(), 1001).await;
+    h.raw.insert_event(ws.as_uuid(), 1002).await;
+    let read = settled(&h, None, 2).await;
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(
+        h.repo
+            .events_after(LogPosition::START, Some(ws), 100)
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
+}

@@ -63,6 +63,27 @@ impl Raw {
         .expect("insert event");
     }
 
+    /// Appends an event row of a kind this version does not know (as a newer version, or a
+    /// damaged row, would leave behind).
+    pub async fn insert_unknown_event(&self, workspace_id: uuid::Uuid, created_at: i64) {
+        let sql = "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, 'from.the.future', $2)";
+        match self {
+            Self::Sqlite(pool) => sqlx::query(sql)
+                .bind(workspace_id)
+                .bind(created_at)
+                .execute(pool)
+                .await
+                .map(drop),
+            Self::Postgres(pool) => sqlx::query(sql)
+                .bind(workspace_id)
+                .bind(created_at)
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .expect("insert event");
+    }
+
     /// Runs a query returning one optional blob.
     pub async fn blob(&self, sql: &str) -> Option<Vec<u8>> {
         match self {
@@ -203,6 +224,7 @@ contract!(
     identity::health_answers,
     event_log::reads_in_order_per_workspace_and_in_pages,
     event_log::positions_resume_and_prune,
+    event_log::an_unreadable_event_is_skipped_not_a_stall,
     deliveries::deliveries_are_stored_once_per_key_and_listed,
     ingest::inbound_creates_contact_conversation_and_message,
     ingest::media_and_errors_are_stored_as_json,
