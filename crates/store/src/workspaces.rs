@@ -49,17 +49,18 @@ fn decrypt_credentials(
     })
 }
 
-/// A patch's secret, encrypted for storage: `None` keeps the stored value.
+/// A patch's secret, encrypted for storage: whether the column changes, and its new value.
+/// Columns the patch leaves alone are not written at all, so two concurrent patches of
+/// different secrets cannot undo each other.
 fn seal(
     cipher: &SecretCipher,
     context: String,
     change: Option<Option<Secret>>,
-    stored: Option<Vec<u8>>,
-) -> Option<Vec<u8>> {
+) -> (bool, Option<Vec<u8>>) {
     match change {
-        None => stored,
-        Some(None) => None,
-        Some(Some(secret)) => Some(cipher.encrypt(&context, secret.expose())),
+        None => (false, None),
+        Some(None) => (true, None),
+        Some(Some(secret)) => (true, Some(cipher.encrypt(&context, secret.expose()))),
     }
 }
 
@@ -119,47 +120,37 @@ macro_rules! impl_workspaces {
                 id: WorkspaceId,
                 patch: WorkspacePatch,
             ) -> Result<Workspace, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
-                let stored: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
-                    "SELECT kapso_api_key_enc, webhook_secret_enc FROM workspaces WHERE id = $1",
-                )
-                .bind(id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-                let Some((api_key, webhook_secret)) = stored else {
-                    return Err(StoreError::NotFound);
-                };
-                let api_key = seal(&self.cipher, api_key_context(id), patch.kapso_api_key, api_key);
-                let webhook_secret = seal(
-                    &self.cipher,
-                    webhook_secret_context(id),
-                    patch.webhook_secret,
-                    webhook_secret,
-                );
-                let row: WorkspaceRow = sqlx::query_as(&format!(
+                let (set_api_key, api_key) =
+                    seal(&self.cipher, api_key_context(id), patch.kapso_api_key);
+                let (set_webhook_secret, webhook_secret) =
+                    seal(&self.cipher, webhook_secret_context(id), patch.webhook_secret);
+                // One statement, column by column: nothing is read first and written back.
+                let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
                     "UPDATE workspaces SET \
                        name = COALESCE($2, name), \
                        kapso_phone_number_id = CASE WHEN $3 THEN $4 ELSE kapso_phone_number_id END, \
-                       kapso_api_key_enc = $5, webhook_secret_enc = $6, \
-                       default_country = COALESCE($7, default_country), \
-                       auto_create_contacts = COALESCE($8, auto_create_contacts), \
-                       updated_at = $9 \
+                       kapso_api_key_enc = CASE WHEN $5 THEN $6 ELSE kapso_api_key_enc END, \
+                       webhook_secret_enc = CASE WHEN $7 THEN $8 ELSE webhook_secret_enc END, \
+                       default_country = COALESCE($9, default_country), \
+                       auto_create_contacts = COALESCE($10, auto_create_contacts), \
+                       updated_at = $11 \
                      WHERE id = $1 RETURNING {WORKSPACE_COLUMNS}"
                 ))
                 .bind(id.as_uuid())
                 .bind(patch.name)
                 .bind(patch.kapso_phone_number_id.is_some())
                 .bind(patch.kapso_phone_number_id.flatten())
+                .bind(set_api_key)
                 .bind(api_key)
+                .bind(set_webhook_secret)
                 .bind(webhook_secret)
                 .bind(patch.default_country.map(|c| c.as_str().to_owned()))
                 .bind(patch.auto_create_contacts)
                 .bind(Timestamp::now().as_millis())
-                .fetch_one(&mut *tx)
+                .fetch_optional(&self.write)
                 .await
                 .map_err(from_sqlx)?;
-                tx.commit().await.map_err(from_sqlx)?;
+                let row = row.ok_or(StoreError::NotFound)?;
                 row.try_into()
             }
 

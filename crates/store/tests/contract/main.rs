@@ -217,6 +217,7 @@ contract!(
     workspaces::secrets_are_encrypted_and_write_only,
     workspaces::phone_number_ids_are_unique,
     workspaces::patch_changes_only_what_it_names,
+    workspaces::concurrent_patches_of_different_secrets_both_stick,
     identity::users_have_unique_emails,
     identity::memberships_are_unique_and_reference_real_rows,
     identity::memberships_are_listed_both_ways,

@@ -177,3 +177,48 @@ pub async fn patch_changes_only_what_it_names(h: Harness) {
     assert_eq!(updated.kapso_phone_number_id, None);
     assert!(updated.updated_at >= ws.updated_at);
 }
+
+/// Two owners changing different secrets at the same moment: neither change undoes the other
+/// (the store once read both secrets and wrote both back).
+pub async fn concurrent_patches_of_different_secrets_both_stick(h: Harness) {
+    let ws = h
+        .repo
+        .create_workspace(new_workspace("acme"))
+        .await
+        .expect("workspace")
+        .id;
+    for round in 0..30 {
+        let key = format!("key-{round}");
+        let secret = format!("secret-{round}");
+        let api_key = WorkspacePatch {
+            kapso_api_key: Some(Some(Secret::new(key.clone()))),
+            ..WorkspacePatch::default()
+        };
+        let webhook = WorkspacePatch {
+            webhook_secret: Some(Some(Secret::new(secret.clone()))),
+            ..WorkspacePatch::default()
+        };
+        let (a, b) = tokio::join!(
+            h.repo.update_workspace(ws, api_key),
+            h.repo.update_workspace(ws, webhook)
+        );
+        a.expect("api key");
+        b.expect("webhook secret");
+        let stored = h
+            .repo
+            .kapso_credentials(ws)
+            .await
+            .expect("read")
+            .expect("credentials");
+        assert_eq!(
+            stored.api_key.as_ref().map(Secret::expose),
+            Some(key.as_str()),
+            "round {round}"
+        );
+        assert_eq!(
+            stored.webhook_secret.as_ref().map(Secret::expose),
+            Some(secret.as_str()),
+            "round {round}"
+        );
+    }
+}
