@@ -13,6 +13,7 @@ on_both_databases!(
     set_kapso_stores_secrets_without_echoing_them,
     both_binaries_answer_probes_and_stop_gracefully,
     debug_logs_name_routes_never_phone_numbers_or_tokens,
+    token_use_is_recorded_off_the_request_path,
 );
 
 async fn admin_cli_bootstraps_and_me_lists_the_membership(env: TestEnv) {
@@ -305,4 +306,30 @@ async fn debug_logs_name_routes_never_phone_numbers_or_tokens(env: TestEnv) {
         "a phone number in the log:\n{log}"
     );
     assert!(!log.contains(&seeded.token), "the token in the log");
+}
+
+/// Authenticating a request writes nothing; the server records token use in a batch, at the
+/// latest when it stops.
+async fn token_use_is_recorded_off_the_request_path(env: TestEnv) {
+    let seeded = env.workspace_with_owner().await;
+    let server = env.api(&[]).await;
+    let me = reqwest::Client::new()
+        .get(server.url("/api/me"))
+        .bearer_auth(&seeded.token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), StatusCode::OK);
+    let used = "SELECT COUNT(*) FROM api_tokens WHERE last_used_at IS NOT NULL";
+    assert_eq!(
+        env.scalar(used).await,
+        0,
+        "nothing written on the request path"
+    );
+    assert!(server.stop().await.success());
+    assert_eq!(
+        env.scalar(used).await,
+        1,
+        "written by the batch at shutdown"
+    );
 }

@@ -47,6 +47,7 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(&hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
+        state.token_use.record(principal.token_id);
         Ok(Self(principal))
     }
 }
@@ -112,4 +113,68 @@ impl Caller {
 
 fn not_a_member() -> ApiError {
     ApiError::Forbidden("You are not a member of this workspace.".to_owned())
+}
+
+/// When each token was last used, kept in memory and written in one batch about once a minute,
+/// so authenticating a read request never waits on the database's writer.
+#[derive(Debug, Default)]
+pub struct TokenUse {
+    pending:
+        std::sync::Mutex<std::collections::HashMap<inbox_domain::TokenId, inbox_domain::Timestamp>>,
+}
+
+impl TokenUse {
+    /// Notes a use now.
+    pub fn record(&self, token: inbox_domain::TokenId) {
+        self.lock().insert(token, inbox_domain::Timestamp::now());
+    }
+
+    /// Writes every use noted since the last flush. On failure the uses are kept for the
+    /// next flush (a later use of the same token replaces an older one).
+    pub async fn flush(&self, repo: &dyn inbox_domain::ports::Repository) {
+        let uses: Vec<_> = self.lock().drain().collect();
+        if uses.is_empty() {
+            return;
+        }
+        if let Err(e) = repo.record_token_use(&uses).await {
+            tracing::warn!(error = %e, tokens = uses.len(), "cannot record token use; retrying later");
+            let mut pending = self.lock();
+            for (token, at) in uses {
+                pending.entry(token).or_insert(at);
+            }
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<inbox_domain::TokenId, inbox_domain::Timestamp>,
+    > {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Flushes token use every `every` until `stopped` turns true, then once more.
+pub fn spawn_token_use_writer(
+    state: crate::AppState,
+    every: std::time::Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        while !*stopped.borrow() {
+            tokio::select! {
+                _ = tick.tick() => state.token_use.flush(&*state.repo).await,
+                changed = stopped.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        state.token_use.flush(&*state.repo).await;
+    })
 }

@@ -357,7 +357,9 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
         });
     let live = Arc::clone(&state.live);
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-    let outbox = crate::sending::spawn_outbox_worker(state.clone(), outbox_stopped);
+    let outbox = crate::sending::spawn_outbox_worker(state.clone(), outbox_stopped.clone());
+    let token_use =
+        crate::auth::spawn_token_use_writer(state.clone(), Duration::from_secs(60), outbox_stopped);
     crate::live::spawn_pruner(
         repo.clone(),
         Duration::from_secs(u64::from(args.event_retention_days) * 86_400),
@@ -381,6 +383,9 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     stop_outbox.send_replace(true);
     if let Err(e) = outbox.await {
         tracing::warn!(error = %e, "the outbox worker ended abnormally");
+    }
+    if let Err(e) = token_use.await {
+        tracing::warn!(error = %e, "the token use writer ended abnormally");
     }
     served?;
     Ok(())

@@ -51,6 +51,8 @@ pub struct AppState {
     pub limits: limits::ApiLimits,
     /// Each token's request budget in this process.
     pub budgets: Arc<limits::RequestBudgets>,
+    /// Token use waiting to be written.
+    pub token_use: Arc<auth::TokenUse>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             owners_may_set_number: false,
             limits: limits::ApiLimits::default(),
             budgets: Arc::new(limits::RequestBudgets::default()),
+            token_use: Arc::new(auth::TokenUse::default()),
         }
     }
 

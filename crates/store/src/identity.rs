@@ -12,16 +12,13 @@ use crate::Store;
 use crate::error::from_sqlx;
 use crate::rows::{MemberRow, MembershipRow, MembershipSummaryRow, TokenRow, UserRow};
 
-/// `last_used_at` is refreshed at most this often, so authenticating stays a read.
-const LAST_USED_RESOLUTION_MS: i64 = 60_000;
-
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, revoked_at";
 
 /// Tokens asked about per query when live streams re-check their rights.
 const TOKENS_PER_QUERY: usize = 500;
 
 /// The read of a token's principal: one row per membership of its user.
-const AUTH_SELECT: &str = "SELECT t.id AS token_id, t.last_used_at, u.id, u.name, u.email, u.created_at, \
+const AUTH_SELECT: &str = "SELECT t.id AS token_id, u.id, u.name, u.email, u.created_at, \
             w.id AS workspace_id, w.slug, w.name AS workspace_name, m.role \
      FROM api_tokens t JOIN users u ON u.id = t.user_id \
      LEFT JOIN memberships m ON m.user_id = u.id \
@@ -57,7 +54,6 @@ fn principals(rows: Vec<AuthRow>) -> Result<Vec<Principal>, StoreError> {
 #[derive(sqlx::FromRow)]
 struct AuthRow {
     token_id: Uuid,
-    last_used_at: Option<i64>,
     id: Uuid,
     name: String,
     email: Option<String>,
@@ -226,20 +222,7 @@ macro_rules! impl_identity {
                 .fetch_all(&self.read)
                 .await
                 .map_err(from_sqlx)?;
-                let Some(first) = rows.first() else {
-                    return Ok(None);
-                };
-                let (token_id, last_used_at) = (first.token_id, first.last_used_at);
                 let principal = principals(rows)?.pop();
-                let now = Timestamp::now().as_millis();
-                if last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
-                    sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
-                        .bind(token_id)
-                        .bind(now)
-                        .execute(&self.write)
-                        .await
-                        .map_err(from_sqlx)?;
-                }
                 Ok(principal)
             }
 
@@ -276,6 +259,28 @@ macro_rules! impl_identity {
                 }
                 self.commit_events(tx).await?;
                 Ok(token)
+            }
+
+            async fn record_token_use(
+                &self,
+                uses: &[(TokenId, Timestamp)],
+            ) -> Result<(), StoreError> {
+                if uses.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                for (token, at) in uses {
+                    sqlx::query(
+                        "UPDATE api_tokens SET last_used_at = $2 \
+                         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                    )
+                    .bind(token.as_uuid())
+                    .bind(at.as_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                }
+                tx.commit().await.map_err(from_sqlx)
             }
 
             async fn set_member_role(

@@ -63,8 +63,8 @@ pub trait IdentityRepository: Send + Sync {
     ) -> Result<ApiToken, StoreError>;
 
     /// The user a presented token belongs to, with their memberships, in one read; `None`
-    /// when the token is unknown or revoked. Records `last_used_at` (at most about once a
-    /// minute per token, to keep reads cheap).
+    /// when the token is unknown or revoked. A pure read: use is recorded apart, in batches
+    /// ([`IdentityRepository::record_token_use`]).
     ///
     /// # Errors
     /// Only `Unavailable` or `Internal`.
@@ -77,6 +77,16 @@ pub trait IdentityRepository: Send + Sync {
     /// # Errors
     /// `NotFound` for an unknown token id.
     async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError>;
+
+    /// Records when tokens were last used, in one transaction (the API batches this off the
+    /// request path, about once a minute). A later record never moves a time back.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn record_token_use(
+        &self,
+        uses: &[(TokenId, crate::timestamp::Timestamp)],
+    ) -> Result<(), StoreError>;
 
     /// Changes a member's role, appending `access.changed` for the workspace.
     ///
