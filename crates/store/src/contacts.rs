@@ -344,7 +344,7 @@ macro_rules! impl_contacts {
                     )
                     .into());
                 }
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 check_assignee!($db, tx, actor, new.assigned_to);
                 let now = Timestamp::now().as_millis();
                 let contact_id = ContactId::new();
@@ -436,7 +436,7 @@ macro_rules! impl_contacts {
                 id: ContactId,
                 patch: ContactPatch,
             ) -> Result<Contact, ActionError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
                     .await?
                     .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
@@ -524,7 +524,7 @@ macro_rules! impl_contacts {
             }
 
             async fn delete_contact(&self, actor: Actor, id: ContactId) -> Result<(), ActionError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
                     .await?
                     .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));

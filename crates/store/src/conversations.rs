@@ -751,7 +751,7 @@ macro_rules! impl_conversations {
                 }
 
                 // SQLite: statements on its one writer connection cost no network round trip.
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let Some(ChangeSql { sql, .. }) = update else {
                     return refusal(&mut tx, ActionError::Forbidden).await;
                 };

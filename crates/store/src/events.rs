@@ -22,6 +22,12 @@ pub(crate) trait Dialect: sqlx::Database {
     /// The log order (`ORDER BY` list) matching [`Dialect::AFTER_POSITION`].
     const LOG_ORDER: &'static str;
 
+    /// How a write transaction begins. On SQLite `BEGIN IMMEDIATE`, which takes the write lock
+    /// at once: a deferred transaction that has read cannot take it later if another process
+    /// (the webhook binary beside the API) committed in between, and fails
+    /// (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
+    const BEGIN_WRITE: &'static str;
+
     /// Appends `event` on `conn`, which must be inside the transaction that made the change the
     /// event records, so that the log never shows a change that did not commit.
     async fn append_event(
@@ -61,11 +67,12 @@ pub(crate) trait Dialect: sqlx::Database {
 }
 
 macro_rules! impl_dialect {
-    ($db:ty, settled: $settled:expr, after: $after:expr, order: $order:expr, sequential: $sequential:expr, combine: $combine:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
+    ($db:ty, begin_write: $begin:expr, settled: $settled:expr, after: $after:expr, order: $order:expr, sequential: $sequential:expr, combine: $combine:expr, for_update_of: $lock:expr, skip_locked: $skip:expr, lock_key: $lock_key:expr) => {
         impl Dialect for $db {
             const SETTLED_EVENTS: &'static str = $settled;
             const AFTER_POSITION: &'static str = $after;
             const LOG_ORDER: &'static str = $order;
+            const BEGIN_WRITE: &'static str = $begin;
             const SEQUENTIAL_TEXT: bool = $sequential;
 
             async fn append_event(
@@ -170,6 +177,7 @@ fn combine_with(statements: &[String]) -> String {
 // SQLite has one writer, and readers see only committed rows: every visible event is settled.
 impl_dialect!(
     Sqlite,
+    begin_write: "BEGIN IMMEDIATE",
     settled: "TRUE",
     // `tx` is always 0 here: ids alone are the order, and the rowid seeks straight to them.
     after: "e.id > $2 AND e.tx >= $1",
@@ -184,6 +192,7 @@ impl_dialect!(
 );
 impl_dialect!(
     Postgres,
+    begin_write: "BEGIN",
     // Every transaction of this database older than the oldest one of it still running (in
     // this statement's snapshot) has ended. Transactions of other databases on the server
     // cannot have written our events, so they do not hold ours back: they are left out when

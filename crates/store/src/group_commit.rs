@@ -73,7 +73,7 @@ impl GroupCommit {
         drop(queued);
         batch.settle().await;
         if batch.tx.is_none() {
-            batch.tx = Some(store.write.begin().await.map_err(from_sqlx)?);
+            batch.tx = Some(store.begin_write().await?);
         }
         batch.savepoints += 1;
         let savepoint = format!("ingest_{}", batch.savepoints);

@@ -117,7 +117,7 @@ macro_rules! impl_identity {
                 user_id: UserId,
                 role: Role,
             ) -> Result<Membership, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 // SQLite does not say which foreign key failed; checking first names it.
                 let (workspace_exists, user_exists): (bool, bool) = sqlx::query_as(
                     "SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1), \
@@ -185,7 +185,7 @@ macro_rules! impl_identity {
                 name: &str,
                 hash: &TokenHash,
             ) -> Result<ApiToken, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let user_exists: bool =
                     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
                         .bind(user_id.as_uuid())
@@ -228,7 +228,7 @@ macro_rules! impl_identity {
 
             async fn revoke_token(&self, id: TokenId) -> Result<ApiToken, StoreError> {
                 let now = Timestamp::now().as_millis();
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let was_live: Option<bool> = sqlx::query_scalar(
                     "SELECT revoked_at IS NULL FROM api_tokens WHERE id = $1",
                 )
@@ -268,7 +268,7 @@ macro_rules! impl_identity {
                 if uses.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 for (token, at) in uses {
                     sqlx::query(
                         "UPDATE api_tokens SET last_used_at = $2 \
@@ -289,7 +289,7 @@ macro_rules! impl_identity {
                 user_id: UserId,
                 role: Role,
             ) -> Result<Membership, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let row: Option<MembershipRow> = sqlx::query_as(
                     "UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2 \
                      RETURNING workspace_id, user_id, role, created_at",
@@ -311,7 +311,7 @@ macro_rules! impl_identity {
                 workspace_id: WorkspaceId,
                 user_id: UserId,
             ) -> Result<(), StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let removed = sqlx::query(
                     "DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2",
                 )

@@ -65,7 +65,7 @@ trait UnitTx<DB: sqlx::Database>: Sized + Send {
 /// flush when they meet, and row locks let units of different conversations run in parallel.
 impl UnitTx<Postgres> for sqlx::Transaction<'static, Postgres> {
     async fn begin(store: &Store<Postgres>) -> Result<(Self, Option<String>), StoreError> {
-        Ok((store.write.begin().await.map_err(from_sqlx)?, None))
+        Ok((store.begin_write().await?, None))
     }
 
     fn sending(&mut self) {}

@@ -77,6 +77,19 @@ impl<DB: sqlx::Database> Store<DB> {
         &self.write
     }
 
+    /// Begins a write transaction on the writer (see [`events::Dialect::BEGIN_WRITE`]).
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, DB>, inbox_domain::ports::StoreError>
+    where
+        DB: events::Dialect,
+    {
+        self.write
+            .begin_with(DB::BEGIN_WRITE)
+            .await
+            .map_err(crate::error::from_sqlx)
+    }
+
     /// Commits a transaction that appended events, then tells readers of the log (in this
     /// process at once, in others by a coalesced notification). Every write port commits this way.
     pub(crate) async fn commit_events(

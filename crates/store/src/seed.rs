@@ -107,7 +107,7 @@ macro_rules! impl_seed {
                 workspace_id: WorkspaceId,
                 specs: Vec<SeedConversation>,
             ) -> Result<Vec<Seeded>, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let now = Timestamp::now().as_millis();
                 let mut seeded = Vec::with_capacity(specs.len());
                 for spec in specs {
@@ -191,7 +191,7 @@ macro_rules! impl_seed {
                 let inbound = message.direction == Direction::Inbound;
                 let at = message.sent_at.as_millis();
                 let now = Timestamp::now().as_millis();
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 // Every SET expression sees the row as it was, on both backends.
                 let moved: Option<(i64, Uuid, Uuid, i64)> = sqlx::query_as(
                     "UPDATE conversations SET last_seq = last_seq + 1, \

@@ -171,7 +171,7 @@ macro_rules! impl_sending {
             async fn create_send(&self, new: &NewSend) -> Result<CreatedSend, StoreError> {
                 let now = new.now.as_millis();
                 let user = new.sender_user_id.as_uuid();
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 if let Some(claim) = &new.idempotency {
                     // A concurrent request with the same key blocks here until this
                     // transaction ends, then finds the row.
@@ -393,7 +393,7 @@ macro_rules! impl_sending {
                 message_id: MessageId,
                 wamid: &str,
             ) -> Result<Message, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let before = Self::sending_row(&mut *tx, workspace_id, message_id, "").await?;
                 // The conversation first, as ingest locks it: an echo of this very send being
                 // ingested now either finished (and gave the message its wamid) or waits.
@@ -502,7 +502,7 @@ macro_rules! impl_sending {
                 message_id: MessageId,
                 error: &MessageError,
             ) -> Result<Message, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 let current = Self::sending_row(
                     &mut *tx,
                     workspace_id,
@@ -567,7 +567,7 @@ macro_rules! impl_sending {
                 lease_until: Timestamp,
                 limit: u32,
             ) -> Result<Vec<SendJob>, StoreError> {
-                let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+                let mut tx = self.begin_write().await?;
                 // Settled messages (an echo gave them their wamid) need no attempt.
                 sqlx::query(
                     "DELETE FROM send_jobs WHERE due_at <= $1 AND message_id IN \

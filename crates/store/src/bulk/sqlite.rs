@@ -20,7 +20,7 @@ const MESSAGES_PER_TX: usize = 100_000;
 #[async_trait]
 impl BulkSeed for Store<Sqlite> {
     async fn bulk_workspaces(&self, workspaces: &[BulkWorkspace]) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+        let mut tx = self.begin_write().await?;
         super::insert_workspaces!(&mut *tx, workspaces);
         tx.commit().await.map_err(from_sqlx)
     }
@@ -30,7 +30,7 @@ impl BulkSeed for Store<Sqlite> {
         workspace_id: WorkspaceId,
         users: &[BulkUser],
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+        let mut tx = self.begin_write().await?;
         super::insert_users!(&mut *tx, workspace_id, users);
         tx.commit().await.map_err(from_sqlx)
     }
@@ -44,7 +44,7 @@ impl BulkSeed for Store<Sqlite> {
         let workspace = plan.workspace_id.as_uuid();
         let mut written = 0_u64;
         while let Some(chunk) = generator.next_chunk(MESSAGES_PER_TX) {
-            let mut tx = self.write.begin().await.map_err(from_sqlx)?;
+            let mut tx = self.begin_write().await?;
             write_chunk(&mut tx, workspace, &chunk, &mut written, progress).await?;
             tx.commit().await.map_err(from_sqlx)?;
         }

@@ -312,3 +312,46 @@ async fn postgres_serving_connections_bound_statements_and_idle_transactions() {
         assert_eq!(shown, expected, "{setting}");
     }
 }
+
+/// The API and the webhook binaries may share one SQLite file, each with its own writer. A
+/// write transaction that read before it wrote must wait for the other process's writer, not
+/// fail (`SQLITE_BUSY_SNAPSHOT`) and turn an acknowledged delivery into a `failed` one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_processes_writing_one_file_lose_nothing() {
+    use inbox_domain::ingest::{IngestOutcome, ingest as apply};
+    let h = Harness::sqlite().await;
+    ingest::workspace(&h, "acme", ingest::PHONE_NUMBER_ID).await;
+    let other: Arc<dyn Repository> = Arc::new(
+        sqlite::open(h._db.url(), &SecretKey::generate())
+            .await
+            .expect("a second process's store"),
+    );
+    let writers = [Arc::clone(&h.repo), other].map(|repo| {
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..60_i64 {
+                let n = i64::try_from(outcomes.len()).expect("small");
+                let wamid = format!("wamid.{:p}.{i}", Arc::as_ptr(&repo));
+                let customer = format!("62812000{:05}", (i * 7 + n) % 5);
+                let items = vec![ingest::inbound(&wamid, &customer, None, 1_000 + i, "hi")];
+                let outcome = apply(
+                    repo.as_ref(),
+                    &ingest::delivery(&wamid),
+                    &ingest::facts(items),
+                )
+                .await;
+                outcomes.push(outcome);
+            }
+            outcomes
+        })
+    });
+    for writer in writers {
+        for outcome in writer.await.expect("writer") {
+            match outcome {
+                Ok(IngestOutcome::Processed) => {}
+                other => panic!("a delivery was not stored: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 120);
+}
