@@ -8,7 +8,7 @@ use super::Ctx;
 use super::probe::{Arg, Probe};
 
 /// Invariants, each a query counting the rows that break it.
-const INVARIANTS: [(&str, &str); 6] = [
+const INVARIANTS: [(&str, &str); 7] = [
     (
         "conversations.sort_at = COALESCE(last_message_at, 0)",
         "SELECT COUNT(*) FROM conversations WHERE sort_at <> COALESCE(last_message_at, 0)",
@@ -34,6 +34,13 @@ const INVARIANTS: [(&str, &str); 6] = [
     (
         "contacts.activity_sort = COALESCE(last_activity_at, 0)",
         "SELECT COUNT(*) FROM contacts WHERE activity_sort <> COALESCE(last_activity_at, 0)",
+    ),
+    (
+        // Every delivery the harness posts is well formed: one stored as failed was answered
+        // 200 without its facts applied, which is exactly how messages used to go missing
+        // (SQLite's BUSY_SNAPSHOT between the API and webhook processes).
+        "no delivery was stored as failed",
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'failed'",
     ),
     (
         "messages live in their conversation's workspace",
