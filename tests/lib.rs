@@ -159,6 +159,22 @@ impl TestEnv {
         Server::start(self.command("inbox-webhook"), extra_env).await
     }
 
+    /// Connects workspace `acme` to the test number ([`PHONE_NUMBER_ID`]) and webhook secret
+    /// ([`WEBHOOK_SECRET`]) through the admin CLI.
+    pub async fn connect_kapso(&self) {
+        self.admin(&[
+            "workspace",
+            "set-kapso",
+            "--workspace",
+            "acme",
+            "--phone-number-id",
+            PHONE_NUMBER_ID,
+            "--webhook-secret",
+            WEBHOOK_SECRET,
+        ])
+        .await;
+    }
+
     /// A workspace `acme` with an owner; returns (workspace id, owner user id, owner token).
     pub async fn workspace_with_owner(&self) -> Seeded {
         let ws = self

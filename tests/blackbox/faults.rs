@@ -19,20 +19,6 @@ on_both_databases!(a_server_killed_mid_burst_loses_and_duplicates_nothing);
 /// How long Kapso waits for an answer before it counts the delivery as failed.
 const KAPSO_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn connect_kapso(env: &TestEnv) {
-    env.admin(&[
-        "workspace",
-        "set-kapso",
-        "--workspace",
-        "acme",
-        "--phone-number-id",
-        inbox_tests::PHONE_NUMBER_ID,
-        "--webhook-secret",
-        inbox_tests::WEBHOOK_SECRET,
-    ])
-    .await;
-}
-
 fn wamid_of(fixture: &Fixture) -> String {
     let body: Value = serde_json::from_str(&fixture.body).expect("JSON");
     body["data"][0]["message"]["id"]
@@ -57,7 +43,7 @@ async fn a_server_killed_mid_burst_loses_and_duplicates_nothing(env: TestEnv) {
     const CUSTOMERS: usize = 6;
     const PER_CUSTOMER: usize = 30;
     env.workspace_with_owner().await;
-    connect_kapso(&env).await;
+    env.connect_kapso().await;
     let mut deliveries = Deliveries::default();
     let queues: Vec<Vec<(Fixture, String)>> = (0..CUSTOMERS)
         .map(|c| {
@@ -217,7 +203,7 @@ async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
         return;
     };
     let seeded = env.workspace_with_owner().await;
-    connect_kapso(&env).await;
+    env.connect_kapso().await;
     let mut url = reqwest::Url::parse(env.database_url()).expect("database URL");
     let upstream = SocketAddr::new(
         url.host_str()

@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use inbox_tests::{
-    Deliveries, PHONE_NUMBER_ID, SseClient, TestEnv, WEBHOOK_SECRET, on_both_databases, str_field,
-};
+use inbox_tests::{Deliveries, SseClient, TestEnv, on_both_databases, str_field};
 use reqwest::StatusCode;
 
 on_both_databases!(
@@ -82,17 +80,7 @@ async fn the_ninth_stream_of_a_token_is_refused(env: TestEnv) {
 
 async fn a_resume_point_past_the_replay_cap_gets_resync(env: TestEnv) {
     let seeded = env.workspace_with_owner().await;
-    env.admin(&[
-        "workspace",
-        "set-kapso",
-        "--workspace",
-        "acme",
-        "--phone-number-id",
-        PHONE_NUMBER_ID,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-    ])
-    .await;
+    env.connect_kapso().await;
     let api = env.api(&[("INBOX_EVENT_REPLAY_MAX", "5")]).await;
     let http = reqwest::Client::new();
     let mut deliveries = Deliveries::default();

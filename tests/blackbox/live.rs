@@ -10,8 +10,8 @@ use inbox_domain::user::{Actor, Role};
 use inbox_domain::{EventId, UserId, WorkspaceId};
 use inbox_store::SecretKey;
 use inbox_tests::{
-    Deliveries, PHONE_NUMBER_ID, Seeded, Server, SseClient, SseFrame, TEST_SECRET_KEY, TestEnv,
-    WEBHOOK_SECRET, on_both_databases, str_field,
+    Deliveries, Seeded, Server, SseClient, SseFrame, TEST_SECRET_KEY, TestEnv, on_both_databases,
+    str_field,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -31,17 +31,7 @@ const SHORT: Duration = Duration::from_secs(10);
 
 async fn setup(env: &TestEnv) -> Seeded {
     let seeded = env.workspace_with_owner().await;
-    env.admin(&[
-        "workspace",
-        "set-kapso",
-        "--workspace",
-        "acme",
-        "--phone-number-id",
-        PHONE_NUMBER_ID,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-    ])
-    .await;
+    env.connect_kapso().await;
     seeded
 }
 

@@ -12,20 +12,6 @@ on_both_databases!(
     owners_set_their_number_only_when_allowed_and_kapso_confirms_it,
 );
 
-async fn connect_kapso(env: &TestEnv) {
-    env.admin(&[
-        "workspace",
-        "set-kapso",
-        "--workspace",
-        "acme",
-        "--phone-number-id",
-        "123456789012345",
-        "--webhook-secret",
-        "wh_sec_test_123",
-    ])
-    .await;
-}
-
 async fn delivery_log(env: &TestEnv, failed: bool) -> Vec<Value> {
     let mut args = vec!["deliveries", "list"];
     if failed {
@@ -39,7 +25,7 @@ async fn delivery_log(env: &TestEnv, failed: bool) -> Vec<Value> {
 
 async fn deliveries_are_stored_once_then_listed_and_replayed(env: TestEnv) {
     env.workspace_with_owner().await;
-    connect_kapso(&env).await;
+    env.connect_kapso().await;
     let webhook = env.webhook(&[]).await;
     let http = reqwest::Client::new();
     let text = fixture("v2-received-text");
@@ -68,7 +54,7 @@ async fn deliveries_are_stored_once_then_listed_and_replayed(env: TestEnv) {
 
 async fn refused_deliveries_leave_no_trace(env: TestEnv) {
     env.workspace_with_owner().await;
-    connect_kapso(&env).await;
+    env.connect_kapso().await;
     let api = env.api(&[]).await;
     let http = reqwest::Client::new();
     let mut forged = fixture("v2-received-text");

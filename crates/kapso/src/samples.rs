@@ -418,18 +418,7 @@ fn outbound(
 ) -> Value {
     let statuses: Vec<Value> = history
         .iter()
-        .map(|(status, at, error)| {
-            let mut entry = json!({
-                "id": wamid,
-                "status": status,
-                "timestamp": at.to_string(),
-                "recipient_id": "15551234567"
-            });
-            if let Some(error) = error {
-                entry["errors"] = json!([error]);
-            }
-            entry
-        })
+        .map(|(status, at, error)| meta_status(wamid, status, *at, error.clone()))
         .collect();
     let (status, at, _) = history.last().expect("a status history is never empty");
     json!({
@@ -491,6 +480,7 @@ fn change(contacts: Value, mut value: Value) -> Value {
     json!({"id": "102290129340398", "changes": [{"field": "messages", "value": value}]})
 }
 
+/// A raw Meta status object, as Meta's payloads and Kapso's status histories carry it.
 fn meta_status(wamid: &str, status: &str, at: i64, error: Option<Value>) -> Value {
     let mut entry = json!({
         "id": wamid,

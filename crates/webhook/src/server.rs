@@ -275,10 +275,13 @@ mod tests {
         (addr, stop)
     }
 
-    async fn get_root(addr: SocketAddr) -> String {
+    /// `GET path` on a connection of its own; the whole answer.
+    async fn fetch(addr: SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .expect("write");
         let mut answer = String::new();
@@ -314,7 +317,7 @@ mod tests {
         slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
             .await
             .expect("write");
-        assert!(get_root(addr).await.ends_with("ok"), "others are served");
+        assert!(fetch(addr, "/").await.ends_with("ok"), "others are served");
         closed_by_server(&mut slow).await;
     }
 
@@ -345,6 +348,7 @@ mod tests {
         // The freed place is taken again (the server notices the close on its own schedule).
         let deadline = tokio::time::Instant::now() + GUARD;
         loop {
+            // A connection closed on accept answers nothing: the read ends empty.
             let mut stream = TcpStream::connect(addr).await.expect("connect");
             let _ = stream
                 .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -366,16 +370,7 @@ mod tests {
             ..HttpLimits::default()
         })
         .await;
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(b"GET /never HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut answer = String::new();
-        tokio::time::timeout(GUARD, stream.read_to_string(&mut answer))
-            .await
-            .expect("answered")
-            .expect("read");
+        let answer = fetch(addr, "/never").await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("\"unavailable\""), "{answer}");
     }

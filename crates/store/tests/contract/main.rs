@@ -45,37 +45,30 @@ impl Raw {
     /// Appends an event row directly (the ports append events only inside the changes they
     /// record; this tests the reading side on its own).
     pub async fn insert_event(&self, workspace_id: uuid::Uuid, created_at: i64) {
-        let sql = "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, 'contact.updated', $2)";
-        match self {
-            Self::Sqlite(pool) => sqlx::query(sql)
-                .bind(workspace_id)
-                .bind(created_at)
-                .execute(pool)
-                .await
-                .map(drop),
-            Self::Postgres(pool) => sqlx::query(sql)
-                .bind(workspace_id)
-                .bind(created_at)
-                .execute(pool)
-                .await
-                .map(drop),
-        }
-        .expect("insert event");
+        self.insert_event_of_kind(workspace_id, "contact.updated", created_at)
+            .await;
     }
 
-    /// Appends an event row of a kind this version does not know (as a newer version, or a
-    /// damaged row, would leave behind).
-    pub async fn insert_unknown_event(&self, workspace_id: uuid::Uuid, created_at: i64) {
-        let sql = "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, 'from.the.future', $2)";
+    /// Appends an event row of any kind, one this version does not know included (as a newer
+    /// version, or a damaged row, would leave behind).
+    pub async fn insert_event_of_kind(
+        &self,
+        workspace_id: uuid::Uuid,
+        kind: &str,
+        created_at: i64,
+    ) {
+        let sql = "INSERT INTO events (workspace_id, kind, created_at) VALUES ($1, $2, $3)";
         match self {
             Self::Sqlite(pool) => sqlx::query(sql)
                 .bind(workspace_id)
+                .bind(kind)
                 .bind(created_at)
                 .execute(pool)
                 .await
                 .map(drop),
             Self::Postgres(pool) => sqlx::query(sql)
                 .bind(workspace_id)
+                .bind(kind)
                 .bind(created_at)
                 .execute(pool)
                 .await
