@@ -437,6 +437,16 @@ macro_rules! impl_contacts {
                 patch: ContactPatch,
             ) -> Result<Contact, ActionError> {
                 let mut tx = self.begin_write().await?;
+                // One lock order everywhere: a conversation before its contact, as ingest
+                // and every action take them, so none of them can deadlock another.
+                sqlx::query(&format!(
+                    "SELECT c.id FROM conversations c WHERE c.contact_id = $1{}",
+                    <$db as Dialect>::for_update_of("c")
+                ))
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
                 let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
                     .await?
                     .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
@@ -525,6 +535,17 @@ macro_rules! impl_contacts {
 
             async fn delete_contact(&self, actor: Actor, id: ContactId) -> Result<(), ActionError> {
                 let mut tx = self.begin_write().await?;
+                // One lock order everywhere: a conversation before its contact, as ingest
+                // and every action take them, so none of them can deadlock another.
+                sqlx::query(&format!(
+                    "SELECT c.id FROM conversations c WHERE c.contact_id = $1{}",
+                    <$db as Dialect>::for_update_of("c")
+                ))
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+
                 let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
                     .await?
                     .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));

@@ -27,7 +27,9 @@ pub(crate) fn from_sqlx(err: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(err.to_string()),
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
         sqlx::Error::Database(db) => {
             let detail = db
                 .constraint()
@@ -39,9 +41,7 @@ pub(crate) fn from_sqlx(err: sqlx::Error) -> StoreError {
                 sqlx::error::ErrorKind::ForeignKeyViolation => {
                     StoreError::MissingReference(reference_field(&detail))
                 }
-                _ if is_unavailable_code(db.code().as_deref()) => {
-                    StoreError::Unavailable(err.to_string())
-                }
+                _ if is_transient(db.as_ref()) => StoreError::Unavailable(err.to_string()),
                 _ => StoreError::Internal(err.to_string()),
             }
         }
@@ -73,18 +73,71 @@ fn reference_field(detail: &str) -> String {
     .to_owned()
 }
 
-/// PostgreSQL's "the server is going away or refusing work" classes (57P01 admin shutdown,
-/// 57P03 cannot connect now, 53300 too many connections), and SQLite's busy/locked codes.
-fn is_unavailable_code(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
-    )
+/// Whether a database error may not happen again if the same work is retried: the sender
+/// should be told to retry (503), never given a `failed` record of work that would succeed.
+///
+/// PostgreSQL, by SQLSTATE: class 08 (connection exceptions), 40001 (serialization failure),
+/// 40P01 (deadlock), 55P03 (lock not available), 57014 (statement or lock timeout, query
+/// canceled), class 53 (insufficient resources: disk, memory, connections), 57P01..57P05
+/// (shutdowns, cannot connect now, idle session timeout).
+///
+/// SQLite, by primary result code (the low byte of an extended code, so `BUSY_SNAPSHOT` 517 is
+/// `BUSY` 5): 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 8 READONLY (a read-only file or a
+/// database moved underneath, recoverable), 14 CANTOPEN.
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse::<i64>().is_ok_and(sqlite_code_is_transient)
+    } else {
+        sqlstate_is_transient(&code)
+    }
+}
+
+fn sqlite_code_is_transient(code: i64) -> bool {
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
+fn sqlstate_is_transient(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "57P04" | "57P05"
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_errors_are_told_apart_from_deterministic_ones() {
+        for code in [
+            "08000", "08003", "08006", "08P01", "40001", "40P01", "55P03", "57014", "53000",
+            "53100", "53200", "53300", "57P01", "57P02", "57P03", "57P05",
+        ] {
+            assert!(sqlstate_is_transient(code), "{code} may succeed on retry");
+        }
+        for code in [
+            "23505", "23503", "22021", "22P02", "42601", "42P01", "XX000",
+        ] {
+            assert!(!sqlstate_is_transient(code), "{code} would fail again");
+        }
+        // SQLite, primary and extended: BUSY, BUSY_RECOVERY, BUSY_SNAPSHOT, BUSY_TIMEOUT,
+        // LOCKED, LOCKED_SHAREDCACHE, IOERR, IOERR_WRITE, FULL, READONLY_DBMOVED, CANTOPEN.
+        for code in [5, 261, 517, 773, 6, 262, 10, 778, 13, 1032, 14] {
+            assert!(
+                sqlite_code_is_transient(code),
+                "{code} may succeed on retry"
+            );
+        }
+        // SQLite: ERROR, CONSTRAINT, CONSTRAINT_UNIQUE, MISMATCH, CORRUPT.
+        for code in [1, 19, 2067, 20, 11] {
+            assert!(!sqlite_code_is_transient(code), "{code} would fail again");
+        }
+    }
 
     #[test]
     fn names_the_field_from_either_backend() {

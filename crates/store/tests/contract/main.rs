@@ -348,3 +348,95 @@ async fn sqlite_two_processes_writing_one_file_lose_nothing() {
     }
     assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 120);
 }
+
+/// One lock order everywhere (a conversation before its contact): a contact update that meets
+/// a transaction holding the conversation (as ingest holds it while it writes the contact)
+/// waits for it instead of deadlocking with it. Before, the update locked the contact first,
+/// and PostgreSQL aborted one of the two: on the ingest side, an acknowledged message lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_contact_updates_take_the_conversation_first() {
+    use inbox_domain::contact::{ContactPatch, LeadScore};
+    use inbox_domain::ingest::ingest as apply;
+    use inbox_domain::user::{Actor, Role};
+
+    let Some(h) = Harness::postgres("postgres_contact_updates_take_the_conversation_first").await
+    else {
+        return;
+    };
+    let Raw::Postgres(pool) = &h.raw else {
+        unreachable!("a PostgreSQL harness");
+    };
+    let ws = ingest::workspace(&h, "acme", ingest::PHONE_NUMBER_ID).await;
+    apply(
+        h.repo.as_ref(),
+        &ingest::delivery("first"),
+        &ingest::facts(vec![ingest::inbound(
+            "wamid.L1",
+            "6281234567890",
+            None,
+            1_000,
+            "hi",
+        )]),
+    )
+    .await
+    .expect("ingest");
+    let owner = Actor {
+        user_id: inbox_domain::UserId::new(),
+        workspace_id: ws,
+        role: Role::Owner,
+    };
+    let phone = inbox_domain::phone::PhoneE164::from_wa_id("6281234567890").expect("phone");
+    let contact = h
+        .repo
+        .contact_by_phone(owner, &phone)
+        .await
+        .expect("read")
+        .expect("contact")
+        .contact
+        .id;
+
+    // An ingest-like transaction: the conversation first...
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM conversations WHERE contact_id = $1 FOR UPDATE")
+        .bind(contact.as_uuid())
+        .fetch_one(&mut *holder)
+        .await
+        .expect("lock the conversation");
+    // ...while an agent edits the contact; it must now be waiting on a lock.
+    let repo = Arc::clone(&h.repo);
+    let edit = tokio::spawn(async move {
+        let patch = ContactPatch {
+            lead_score: Some(LeadScore::new(42).expect("score")),
+            ..ContactPatch::default()
+        };
+        repo.update_contact(owner, contact, patch).await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit waits on a lock"
+        );
+        tokio::task::yield_now().await;
+    }
+    // ...then the contact, as ingest writes it after the message.
+    sqlx::query("UPDATE contacts SET updated_at = updated_at + 1 WHERE id = $1")
+        .bind(contact.as_uuid())
+        .execute(&mut *holder)
+        .await
+        .expect("the ingest side is not the deadlock's victim");
+    holder.commit().await.expect("commit");
+    edit.await
+        .expect("task")
+        .expect("the edit is not the deadlock's victim either");
+}

@@ -83,3 +83,94 @@ pub async fn an_overlong_idempotency_key_is_refused(h: Harness) {
         StatusCode::OK
     );
 }
+
+/// Agents editing a contact (tags, lead score) while that customer writes: every message the
+/// webhook acknowledges is stored, and none is refused for the agents' sake. (On PostgreSQL a
+/// contact update locked the contact then its conversation, ingest the other way round; the
+/// deadlock's victim was stored as a failed delivery behind a 200.)
+pub async fn agents_editing_a_contact_while_its_customer_writes_lose_nothing(h: Harness) {
+    use inbox_domain::contact::{ContactPatch, LeadScore, Tags};
+    use inbox_domain::user::{Actor, Role};
+
+    let app = h.app();
+    assert_eq!(
+        post(
+            &app,
+            &signed("first", &inbound("wamid.EDIT0", "hi", "Edit"))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let owner = Actor {
+        user_id: inbox_domain::UserId::new(),
+        workspace_id: h.workspace,
+        role: Role::Owner,
+    };
+    let phone = inbox_domain::phone::PhoneE164::from_wa_id("15550001111").expect("phone");
+    let contact = h
+        .repo
+        .contact_by_phone(owner, &phone)
+        .await
+        .expect("read")
+        .expect("the contact")
+        .contact
+        .id;
+    let mut tasks = Vec::new();
+    for sender in 0..3 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0;
+            for n in 0..40 {
+                let wamid = format!("wamid.EDIT{sender}.{n}");
+                let (status, _) = post(&app, &signed(&wamid, &inbound(&wamid, "hi", "Edit"))).await;
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+                    "{status}"
+                );
+                acked += usize::from(status == StatusCode::OK);
+            }
+            acked
+        }));
+    }
+    let mut edits = Vec::new();
+    for agent in 0..2_u8 {
+        let repo = std::sync::Arc::clone(&h.repo);
+        edits.push(tokio::spawn(async move {
+            for n in 0..40_u8 {
+                let patch = ContactPatch {
+                    tags: Some(Tags::parse(&[format!("t{agent}{n}")]).expect("tag")),
+                    lead_score: Some(LeadScore::new(i64::from(n)).expect("score")),
+                    ..ContactPatch::default()
+                };
+                repo.update_contact(owner, contact, patch)
+                    .await
+                    .expect("the agent's edit");
+            }
+        }));
+    }
+    let mut acked = 0;
+    for task in tasks {
+        acked += task.await.expect("sender");
+    }
+    for edit in edits {
+        edit.await.expect("agent");
+    }
+    let stored = h
+        .int("SELECT COUNT(*) FROM messages WHERE wamid LIKE 'wamid.EDIT%.%'")
+        .await;
+    assert_eq!(
+        stored,
+        i64::try_from(acked).expect("small"),
+        "every acknowledged message is stored"
+    );
+    assert_eq!(
+        acked, 120,
+        "no message was refused because agents were editing"
+    );
+    assert_eq!(
+        h.int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'failed'")
+            .await,
+        0
+    );
+}

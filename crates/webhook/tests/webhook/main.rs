@@ -224,7 +224,7 @@ macro_rules! both {
     ($($module:ident :: $scenario:ident),* $(,)?) => {
         mod on_sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     crate::$module::$scenario(crate::Harness::sqlite().await).await;
                 }
@@ -232,7 +232,7 @@ macro_rules! both {
         }
         mod on_postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     if let Some(h) = crate::Harness::postgres(stringify!($scenario)).await {
                         crate::$module::$scenario(h).await;
@@ -263,5 +263,6 @@ both!(
     intake::a_nul_character_is_stored_without_it,
     intake::a_batch_over_the_cap_is_refused_whole,
     intake::an_overlong_idempotency_key_is_refused,
+    intake::agents_editing_a_contact_while_its_customer_writes_lose_nothing,
     property::random_signed_deliveries_are_stored_exactly_once_or_not_at_all,
 );
