@@ -111,6 +111,12 @@ pub enum DeliveryFilter {
     All,
     /// Only failed ones (the replay queue).
     Failed,
+    /// Failed ones with fewer than this many attempts, the longest untried first: what the
+    /// background replayer looks at (exhausted ones stay failed, listed by `Failed`).
+    Retryable {
+        /// Attempts after which a delivery is left to a person.
+        max_attempts: u32,
+    },
 }
 
 #[cfg(test)]

@@ -144,12 +144,18 @@ macro_rules! impl_deliveries {
                         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
                          WHERE outcome = 'failed' ORDER BY received_at, id LIMIT $1"
                     ),
+                    DeliveryFilter::Retryable { .. } => format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
+                         WHERE outcome = 'failed' AND attempts < $2 \
+                         ORDER BY COALESCE(processed_at, received_at), id LIMIT $1"
+                    ),
                 };
-                let rows: Vec<DeliveryRow> = sqlx::query_as(&sql)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err(from_sqlx)?;
+                let mut query = sqlx::query_as::<_, DeliveryRow>(&sql).bind(i64::from(limit));
+                if let DeliveryFilter::Retryable { max_attempts } = filter {
+                    query = query.bind(i64::from(max_attempts));
+                }
+                let rows: Vec<DeliveryRow> =
+                    query.fetch_all(&self.read).await.map_err(from_sqlx)?;
                 rows.into_iter().map(Delivery::try_from).collect()
             }
 

@@ -4,11 +4,14 @@
 //! - [`receiver`]: `POST`/`GET /api/webhook/kapso` ([`router`], [`WebhookState`],
 //!   [`WebhookSettings`]).
 //! - [`replay`]: re-applying stored deliveries by id, or every failed one.
+//! - [`replayer`]: the background task that retries failed deliveries with backoff.
+//! - [`server`]: the HTTP server both binaries run, with transport limits.
 
 pub mod health;
 pub mod process;
 pub mod receiver;
 pub mod replay;
+pub mod replayer;
 pub mod server;
 
 pub use receiver::{WebhookSettings, WebhookState, router};

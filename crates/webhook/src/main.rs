@@ -41,6 +41,10 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
     let repo = inbox_store::open(&cli.core.database_url, &key).await?;
     let settings = cli.webhook.settings();
     process::check_webhook_settings(repo.as_ref(), &settings).await?;
+    inbox_webhook::replayer::spawn_replayer(
+        repo.clone(),
+        inbox_webhook::replayer::ReplayPolicy::default(),
+    );
     let state = inbox_webhook::WebhookState::new(repo.clone(), settings);
     let app = inbox_webhook::server::with_request_timeout(
         inbox_webhook::router(state).merge(inbox_webhook::health::router(repo)),

@@ -257,6 +257,7 @@ both!(
     refusals::meta_handshake,
     replays::ignored_deliveries_replay_once_contacts_may_be_created,
     replays::unreadable_deliveries_are_kept_as_failed_and_stay_failed_on_replay,
+    replays::the_replayer_retries_failed_deliveries_until_the_limit,
     tenancy::a_body_signed_by_one_tenant_naming_another_lands_nowhere,
     tenancy::a_meta_delivery_is_routed_per_number,
     tenancy::the_deployment_secret_serves_only_a_lone_workspace,

@@ -98,3 +98,60 @@ pub async fn unreadable_deliveries_are_kept_as_failed_and_stay_failed_on_replay(
     assert_eq!(again.outcome, DeliveryOutcome::Failed);
     assert_eq!(again.attempts, 2);
 }
+
+/// The background replayer retries failed deliveries by itself: one that now succeeds is
+/// stored (once, however often it runs), one that keeps failing stops at the attempt limit and
+/// stays listed as failed for a person.
+pub async fn the_replayer_retries_failed_deliveries_until_the_limit(h: Harness) {
+    use inbox_domain::delivery::NewDelivery;
+    use inbox_domain::{DeliveryId, Timestamp};
+    use inbox_webhook::replayer::{ReplayPolicy, replay_due};
+
+    let record = |body: Vec<u8>, key: &str| NewDelivery {
+        id: DeliveryId::new(),
+        idempotency_key: Some(key.to_owned()),
+        event: Some("whatsapp.message.received".to_owned()),
+        phone_number_id: Some(crate::PHONE_NUMBER_ID.to_owned()),
+        headers: serde_json::json!({"x-webhook-event": "whatsapp.message.received"}),
+        body,
+        received_at: Timestamp::now(),
+    };
+    // A delivery that failed under an older version and would be applied now.
+    let recoverable = record(load("v2-received-text").body, "recoverable");
+    let stuck = record(b"[\"never a delivery\"]".to_vec(), "stuck");
+    for delivery in [&recoverable, &stuck] {
+        h.repo
+            .record_delivery(
+                delivery,
+                None,
+                DeliveryOutcome::Failed,
+                Some("old bug".into()),
+            )
+            .await
+            .expect("record");
+    }
+    let policy = ReplayPolicy {
+        base: std::time::Duration::ZERO,
+        max_attempts: 3,
+        ..ReplayPolicy::default()
+    };
+    for _ in 0..5 {
+        replay_due(h.repo.as_ref(), &policy, Timestamp::now())
+            .await
+            .expect("replay");
+    }
+    let outcome = |id| {
+        let repo = std::sync::Arc::clone(&h.repo);
+        async move { repo.delivery(id).await.expect("read").expect("stored") }
+    };
+    let recovered = outcome(recoverable.id).await;
+    assert_eq!(recovered.outcome, DeliveryOutcome::Processed);
+    assert_eq!(
+        h.int("SELECT COUNT(*) FROM messages").await,
+        1,
+        "stored once"
+    );
+    let still = outcome(stuck.id).await;
+    assert_eq!(still.outcome, DeliveryOutcome::Failed);
+    assert_eq!(still.attempts, 3, "stopped at the limit");
+}
