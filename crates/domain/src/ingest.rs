@@ -10,7 +10,7 @@ mod rules;
 pub use apply::{IngestOutcome, ingest, replay};
 pub use rules::{
     ContactState, ConversationState, IngestRoute, IngestWorkspace, MessageStatusState,
-    NewIngestedMessage, PendingStatus, clean_profile_name, fold_statuses,
+    NewIngestedMessage, PendingStatus, clean_profile_name, fold_statuses, ordering_time,
 };
 
 use crate::message::{DeliveryStatus, Direction, Media, MessageError, MessageKind, SenderType};

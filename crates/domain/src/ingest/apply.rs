@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::rules::{
     ContactState, ConversationState, IngestRoute, IngestWorkspace, NewIngestedMessage,
-    PendingStatus, clean_profile_name, fold_statuses,
+    PendingStatus, clean_profile_name, fold_statuses, ordering_time,
 };
 use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
 use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
@@ -352,7 +352,8 @@ async fn apply_customer(
         match fact {
             CustomerFact::Message(m) => {
                 if store_message(unit, workspace.id, &mut conversation, m, now, events).await? {
-                    contact_dirty |= contact.record_message(m.direction, m.sent_at);
+                    contact_dirty |=
+                        contact.record_message(m.direction, ordering_time(m.sent_at, now));
                     conversation_dirty = true;
                 }
                 conversation_dirty |=
@@ -509,7 +510,12 @@ async fn store_message(
         created_at: now,
     };
     if unit.insert_message(&message).await? {
-        conversation.record_message(m.direction, m.sent_at, &m.kind, m.text.as_deref());
+        conversation.record_message(
+            m.direction,
+            ordering_time(m.sent_at, now),
+            &m.kind,
+            m.text.as_deref(),
+        );
         events.push(NewEvent {
             workspace_id,
             kind: EventKind::MessageCreated,

@@ -259,6 +259,24 @@ pub fn clean_profile_name(name: Option<&str>) -> Option<&str> {
 }
 
 /// Raises an optional instant to `at` if that is later. Returns whether it changed.
+/// How far ahead of our clock a sender's timestamp may be and still be believed (clock skew).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The time a message counts at for ordering conversations and for the 24-hour reply window.
+/// The timestamp is the sender's: one far in the future would pin its conversation to the top
+/// of the list and hold its reply window open until then, so it counts at `received` instead
+/// (so does a negative one, which is no time at all); the message keeps its raw timestamp. An
+/// old timestamp needs no clamp: it cannot raise the list order or the window, only fail to.
+#[must_use]
+pub fn ordering_time(sent_at: Timestamp, received: Timestamp) -> Timestamp {
+    let sent = sent_at.as_millis();
+    if sent > received.as_millis().saturating_add(MAX_CLOCK_SKEW_MS) || sent < 0 {
+        received
+    } else {
+        sent_at
+    }
+}
+
 fn raise(slot: &mut Option<Timestamp>, at: Timestamp) -> bool {
     if slot.is_some_and(|current| current >= at) {
         return false;
@@ -270,6 +288,34 @@ fn raise(slot: &mut Option<Timestamp>, at: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_times_are_believed_within_reason() {
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let ms = |m: i64| Timestamp::from_millis(m);
+        assert_eq!(
+            ordering_time(ms(1_799_000_000_000), now),
+            ms(1_799_000_000_000),
+            "the past"
+        );
+        let skewed = ms(1_800_000_000_000 + MAX_CLOCK_SKEW_MS);
+        assert_eq!(
+            ordering_time(skewed, now),
+            skewed,
+            "a little ahead: clock skew"
+        );
+        assert_eq!(
+            ordering_time(ms(4_102_444_800_000), now),
+            now,
+            "the year 2100"
+        );
+        assert_eq!(
+            ordering_time(ms(0), now),
+            ms(0),
+            "an old time cannot pin anything"
+        );
+        assert_eq!(ordering_time(ms(-5), now), now, "before 1970");
+    }
 
     fn contact() -> ContactState {
         ContactState {

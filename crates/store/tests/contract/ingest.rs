@@ -599,6 +599,39 @@ pub async fn last_message_follows_whatsapp_time_not_arrival(h: Harness) {
     );
 }
 
+/// A sender's timestamp a year ahead keeps its raw value on the message, but the conversation
+/// is ordered, and its reply window computed, from the arrival time: it neither sits on top of
+/// the list for a year nor keeps its window open that long.
+pub async fn a_timestamp_from_the_future_pins_nothing(h: Harness) {
+    workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let before = Timestamp::now().as_millis();
+    let next_year = before / 1000 + 365 * 86_400;
+    run(
+        &h,
+        "k1",
+        vec![inbound("wf", WA_ID, None, next_year, "from the future")],
+    )
+    .await;
+    let after = Timestamp::now().as_millis();
+    assert_eq!(
+        h.raw.int("SELECT sent_at FROM messages").await,
+        next_year * 1000,
+        "the raw value is kept"
+    );
+    for column in [
+        "SELECT last_message_at FROM conversations",
+        "SELECT sort_at FROM conversations",
+        "SELECT last_inbound_at FROM conversations",
+        "SELECT last_activity_at FROM contacts",
+    ] {
+        let at = h.raw.int(column).await;
+        assert!(
+            (before..=after).contains(&at),
+            "{column}: {at} is the arrival time"
+        );
+    }
+}
+
 pub async fn outbound_echoes_never_touch_unread_and_inbound_reopens(h: Harness) {
     workspace(&h, "acme", PHONE_NUMBER_ID).await;
     run(&h, "k1", vec![inbound("w1", WA_ID, None, 100, "hi")]).await;

@@ -229,6 +229,7 @@ contract!(
     ingest::unknown_customers_are_ignored_without_auto_create,
     ingest::unknown_phone_number_ids_are_ignored,
     ingest::last_message_follows_whatsapp_time_not_arrival,
+    ingest::a_timestamp_from_the_future_pins_nothing,
     ingest::outbound_echoes_never_touch_unread_and_inbound_reopens,
     ingest::statuses_before_their_message_are_applied_when_it_arrives,
     ingest::statuses_only_move_forward,
