@@ -355,6 +355,10 @@ macro_rules! impl_ingest {
                     held,
                 }))
             }
+
+            async fn pause_before_retry(&self, attempt: u32) {
+                crate::error::pause_before_retry(attempt).await;
+            }
         }
 
         impl Unit<$tx> {
