@@ -9,6 +9,7 @@ mod event_log;
 mod fixtures;
 mod identity;
 mod ingest;
+mod intake;
 mod messages;
 mod sending;
 mod snapshots;
@@ -244,6 +245,7 @@ contract!(
     sending::sends_are_written_pending_with_their_job_then_settle,
     sending::rate_limits_and_idempotency_keys_hold_in_the_database,
     sending::concurrent_workers_never_claim_the_same_job,
+    intake::ingest_beside_contact_patches_stores_every_message,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
