@@ -485,7 +485,9 @@ macro_rules! impl_ingest {
                         &format!("{} RETURNING id", crate::deliveries::INSERT_DELIVERY),
                         vec![
                             Bind::Uuid(Some(new.id.as_uuid())),
-                            Bind::Text(new.idempotency_key.clone()),
+                            Bind::Text(crate::deliveries::stored_key(
+                                new.idempotency_key.as_deref(),
+                            )),
                             Bind::Text(new.event.clone()),
                             Bind::Uuid(workspace_id.map(|id| id.as_uuid())),
                             Bind::Text(new.phone_number_id.clone()),
@@ -496,6 +498,7 @@ macro_rules! impl_ingest {
                             Bind::Text(error.map(str::to_owned)),
                             Bind::Int(crate::deliveries::processed_at(outcome)),
                             Bind::Int32(i32::from(outcome != DeliveryOutcome::Pending)),
+                            Bind::Uuid(Some(crate::deliveries::GLOBAL_SCOPE)),
                         ],
                     )
                     .await?;

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use inbox_domain::contact::{ContactPatch, LeadScore, Tags};
-use inbox_domain::ingest::{IngestOutcome, ingest};
+use inbox_domain::delivery::{DeliveryOutcome, NewDelivery};
+use inbox_domain::ingest::{DeliveryFacts, IngestOutcome, ingest};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::workspace::WorkspacePatch;
 
@@ -104,5 +105,85 @@ pub async fn ingest_beside_contact_patches_stores_every_message(h: Harness) {
             .int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'processed'")
             .await,
         121
+    );
+}
+
+/// An idempotency key is unique per workspace: one tenant's key cannot shadow another's
+/// delivery. Deliveries routed to no workspace share one namespace. A key of any length is
+/// stored and still deduplicates.
+pub async fn idempotency_keys_are_namespaced_by_workspace(h: Harness) {
+    let _acme = crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let _other = crate::ingest::workspace(&h, "other", "999999999999").await;
+    let to = |phone_number_id: &str, wamid: &str| DeliveryFacts {
+        phone_number_id: Some(phone_number_id.into()),
+        items: vec![inbound(wamid, WA_ID, None, 1_000, "hi")],
+    };
+    let keyed = |key: &str, phone_number_id: &str| NewDelivery {
+        phone_number_id: Some(phone_number_id.into()),
+        ..delivery(key)
+    };
+    let run = |key: String, phone_number_id: &'static str, wamid: &'static str| {
+        let repo = Arc::clone(&h.repo);
+        async move {
+            ingest(
+                repo.as_ref(),
+                &keyed(&key, phone_number_id),
+                &to(phone_number_id, wamid),
+            )
+            .await
+            .expect("ingest")
+        }
+    };
+    // The other tenant uses the same key first; acme's delivery is still applied.
+    assert_eq!(
+        run("shared".into(), "999999999999", "w-other").await,
+        IngestOutcome::Processed
+    );
+    assert_eq!(
+        run("shared".into(), PHONE_NUMBER_ID, "w-acme").await,
+        IngestOutcome::Processed
+    );
+    assert_eq!(
+        run("shared".into(), PHONE_NUMBER_ID, "w-acme").await,
+        IngestOutcome::Duplicate
+    );
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 2);
+
+    // Routed nowhere: one global namespace.
+    let ignored = |id: &str| NewDelivery {
+        phone_number_id: Some(id.into()),
+        ..delivery("nowhere")
+    };
+    for (phone_number_id, expected) in [("111", true), ("222", false)] {
+        assert_eq!(
+            h.repo
+                .record_delivery(
+                    &ignored(phone_number_id),
+                    None,
+                    DeliveryOutcome::Ignored,
+                    None
+                )
+                .await
+                .expect("record"),
+            expected
+        );
+    }
+
+    // A key far longer than any index entry may be.
+    let long = "k".repeat(20_000);
+    assert_eq!(
+        run(long.clone(), PHONE_NUMBER_ID, "w-long").await,
+        IngestOutcome::Processed
+    );
+    assert_eq!(
+        run(long.clone(), PHONE_NUMBER_ID, "w-long").await,
+        IngestOutcome::Duplicate
+    );
+    assert!(
+        h.repo
+            .delivery_by_idempotency_key(&long)
+            .await
+            .expect("lookup")
+            .is_some()
     );
 }

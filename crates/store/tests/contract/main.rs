@@ -246,6 +246,7 @@ contract!(
     sending::rate_limits_and_idempotency_keys_hold_in_the_database,
     sending::concurrent_workers_never_claim_the_same_job,
     intake::ingest_beside_contact_patches_stores_every_message,
+    intake::idempotency_keys_are_namespaced_by_workspace,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
