@@ -96,7 +96,7 @@ impl UnitTx<Sqlite> for Member {
 }
 
 /// A value bound to a held statement.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Bind {
     Uuid(Option<Uuid>),
     Text(Option<String>),
@@ -105,23 +105,64 @@ enum Bind {
     Bytes(Vec<u8>),
 }
 
-/// Statements not sent yet, in order, each numbering its parameters after the ones before it,
-/// so that they can be sent as one text with one list of values.
+/// The most values one statement text may carry: below SQLite's 32,766 and PostgreSQL's
+/// 65,535 bind parameters, whatever a delivery holds.
+pub(crate) const MAX_BINDS: usize = 30_000;
+
+/// The most events one `INSERT` appends (5 values each, and one shared).
+const EVENTS_PER_STATEMENT: usize = 1_000;
+
+/// Statements not sent yet, in order, each numbering its own parameters from `$1`; they are sent
+/// as few statement texts as [`MAX_BINDS`] allows, each with one list of values.
 #[derive(Debug, Default)]
 struct Held {
-    statements: Vec<String>,
+    /// Each statement with the number of values it takes from `binds`, and whether the run
+    /// it is in must end with it.
+    statements: Vec<(String, usize, bool)>,
     binds: Vec<Bind>,
 }
 
 impl Held {
     /// Adds `sql`, whose parameters are `$1..$n` for `binds`.
     fn push(&mut self, sql: &str, binds: Vec<Bind>) {
-        self.statements.push(renumber(sql, self.binds.len()));
+        self.statements.push((sql.to_owned(), binds.len(), false));
+        self.binds.extend(binds);
+    }
+
+    /// Adds `sql` as [`Self::push`] does, as the last statement of its run: what follows runs
+    /// after it. (On PostgreSQL the parts of one text run in no defined order.)
+    fn push_ending_run(&mut self, sql: &str, binds: Vec<Bind>) {
+        self.statements.push((sql.to_owned(), binds.len(), true));
         self.binds.extend(binds);
     }
 
     fn is_empty(&self) -> bool {
         self.statements.is_empty()
+    }
+
+    /// The statements in order, cut into runs of at most [`MAX_BINDS`] values (a statement
+    /// that takes more runs alone), each run's parameters numbered after the ones before it
+    /// in the run, with its values.
+    fn into_runs(self) -> Vec<(Vec<String>, Vec<Bind>)> {
+        let mut runs: Vec<(Vec<String>, Vec<Bind>)> = Vec::new();
+        let mut binds = self.binds.into_iter();
+        let mut ended = true;
+        for (sql, count, ends_run) in self.statements {
+            let fits = !ended
+                && runs
+                    .last()
+                    .is_some_and(|(_, values)| values.len() + count <= MAX_BINDS);
+            if !fits {
+                runs.push((Vec::new(), Vec::new()));
+            }
+            ended = ends_run;
+            let Some((statements, values)) = runs.last_mut() else {
+                continue;
+            };
+            statements.push(renumber(&sql, values.len()));
+            values.extend(binds.by_ref().take(count));
+        }
+        runs
     }
 }
 
@@ -389,18 +430,22 @@ macro_rules! impl_ingest {
                 held: Held,
             ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
                 self.tx.sending();
-                let text = <$db as Dialect>::combine(&held.statements);
-                let mut query = sqlx::query(&text);
-                for bind in held.binds {
-                    query = match bind {
-                        Bind::Uuid(v) => query.bind(v),
-                        Bind::Text(v) => query.bind(v),
-                        Bind::Int(v) => query.bind(v),
-                        Bind::Int32(v) => query.bind(v),
-                        Bind::Bytes(v) => query.bind(v),
-                    };
+                let mut rows = Vec::new();
+                for (statements, binds) in held.into_runs() {
+                    let text = <$db as Dialect>::combine(&statements);
+                    let mut query = sqlx::query(&text);
+                    for bind in binds {
+                        query = match bind {
+                            Bind::Uuid(v) => query.bind(v),
+                            Bind::Text(v) => query.bind(v),
+                            Bind::Int(v) => query.bind(v),
+                            Bind::Int32(v) => query.bind(v),
+                            Bind::Bytes(v) => query.bind(v),
+                        };
+                    }
+                    rows = query.fetch_all(&mut *self.tx).await.map_err(from_sqlx)?;
                 }
-                query.fetch_all(&mut *self.tx).await.map_err(from_sqlx)
+                Ok(rows)
             }
 
             async fn workspace(
@@ -906,31 +951,40 @@ macro_rules! impl_ingest {
                 }
                 self.appended_events = true;
                 let now = Timestamp::now().as_millis();
-                let mut sql = String::from(
-                    "INSERT INTO events \
-                     (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
-                     VALUES ",
-                );
-                let mut binds = Vec::with_capacity(events.len() * 5 + 1);
-                binds.push(Bind::Int(Some(now)));
-                for (i, event) in events.iter().enumerate() {
-                    let at = 2 + i * 5;
-                    let _ = write!(
-                        sql,
-                        "{}(${at}, ${}, ${}, ${}, ${}, $1)",
-                        if i == 0 { "" } else { ", " },
-                        at + 1,
-                        at + 2,
-                        at + 3,
-                        at + 4
+                // In chunks, so no statement carries more values than a backend takes; each
+                // chunk but the last ends its run, so the chunks are inserted in order.
+                let chunks = events.chunks(EVENTS_PER_STATEMENT).count();
+                for (n, chunk) in events.chunks(EVENTS_PER_STATEMENT).enumerate() {
+                    let mut sql = String::from(
+                        "INSERT INTO events \
+                         (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
+                         VALUES ",
                     );
-                    binds.push(Bind::Uuid(Some(event.workspace_id.as_uuid())));
-                    binds.push(Bind::Text(Some(event.kind.as_str().to_owned())));
-                    binds.push(Bind::Uuid(event.conversation_id.map(|id| id.as_uuid())));
-                    binds.push(Bind::Uuid(event.contact_id.map(|id| id.as_uuid())));
-                    binds.push(Bind::Uuid(event.message_id.map(|id| id.as_uuid())));
+                    let mut binds = Vec::with_capacity(chunk.len() * 5 + 1);
+                    binds.push(Bind::Int(Some(now)));
+                    for (i, event) in chunk.iter().enumerate() {
+                        let at = 2 + i * 5;
+                        let _ = write!(
+                            sql,
+                            "{}(${at}, ${}, ${}, ${}, ${}, $1)",
+                            if i == 0 { "" } else { ", " },
+                            at + 1,
+                            at + 2,
+                            at + 3,
+                            at + 4
+                        );
+                        binds.push(Bind::Uuid(Some(event.workspace_id.as_uuid())));
+                        binds.push(Bind::Text(Some(event.kind.as_str().to_owned())));
+                        binds.push(Bind::Uuid(event.conversation_id.map(|id| id.as_uuid())));
+                        binds.push(Bind::Uuid(event.contact_id.map(|id| id.as_uuid())));
+                        binds.push(Bind::Uuid(event.message_id.map(|id| id.as_uuid())));
+                    }
+                    if n + 1 < chunks {
+                        self.held.push_ending_run(&sql, binds);
+                    } else {
+                        self.held.push(&sql, binds);
+                    }
                 }
-                self.held.push(&sql, binds);
                 Ok(())
             }
 
@@ -948,7 +1002,46 @@ impl_ingest!(Postgres, sqlx::Transaction<'static, Postgres>);
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    use super::{Bind, Held, MAX_BINDS, renumber};
+
+    #[test]
+    fn held_statements_are_sent_in_runs_of_bounded_values() {
+        let mut held = Held::default();
+        held.push("SAVEPOINT a", Vec::new());
+        for _ in 0..3 {
+            held.push("x = $1 AND y = $2", vec![Bind::Int(Some(1)); 2]);
+        }
+        held.push(
+            "big $1",
+            (0..MAX_BINDS - 5).map(|_| Bind::Int(None)).collect(),
+        );
+        held.push_ending_run("ordered $1", vec![Bind::Int(None)]);
+        held.push("after $1 $2", vec![Bind::Int(None); 2]);
+        let runs = held.into_runs();
+        let shape: Vec<(Vec<String>, usize)> = runs
+            .into_iter()
+            .map(|(statements, binds)| (statements, binds.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (
+                    vec![
+                        "SAVEPOINT a".to_owned(),
+                        "x = $1 AND y = $2".to_owned(),
+                        "x = $3 AND y = $4".to_owned(),
+                        "x = $5 AND y = $6".to_owned(),
+                    ],
+                    6
+                ),
+                (
+                    vec!["big $1".to_owned(), "ordered $29996".to_owned()],
+                    MAX_BINDS - 4
+                ),
+                (vec!["after $1 $2".to_owned()], 2),
+            ]
+        );
+    }
 
     #[test]
     fn renumbering_shifts_every_parameter_and_nothing_else() {

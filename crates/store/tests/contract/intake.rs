@@ -187,3 +187,33 @@ pub async fn idempotency_keys_are_namespaced_by_workspace(h: Harness) {
             .is_some()
     );
 }
+
+/// A delivery whose facts yield more events than one statement may carry values for (13,200
+/// messages: 66,000 event values, past PostgreSQL's 65,535 and SQLite's 32,766) is stored whole.
+pub async fn a_huge_delivery_is_stored_in_bounded_statements(h: Harness) {
+    crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let items = (0..13_200)
+        .map(|i| inbound(&format!("w{i}"), WA_ID, None, 1_000 + i, "many"))
+        .collect();
+    let out = ingest(h.repo.as_ref(), &delivery("huge"), &facts(items))
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 13_200);
+    assert_eq!(
+        h.raw
+            .count("SELECT COUNT(*) FROM events WHERE kind = 'message.created'")
+            .await,
+        13_200
+    );
+    // In the order they were appended.
+    let seqs = h
+        .raw
+        .ints(
+            "SELECT m.seq FROM events e JOIN messages m ON m.id = e.message_id \
+             WHERE e.kind = 'message.created' ORDER BY e.id",
+        )
+        .await;
+    let expected: Vec<Option<i64>> = (1..=13_200).map(Some).collect();
+    assert!(seqs == expected, "events out of order");
+}

@@ -247,6 +247,7 @@ contract!(
     sending::concurrent_workers_never_claim_the_same_job,
     intake::ingest_beside_contact_patches_stores_every_message,
     intake::idempotency_keys_are_namespaced_by_workspace,
+    intake::a_huge_delivery_is_stored_in_bounded_statements,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
