@@ -59,6 +59,21 @@ trait UnitTx<DB: sqlx::Database>: Sized + Send {
 
     /// Commits, then tells readers of the event log when events were appended.
     async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError>;
+
+    /// Records that the unit inserted this delivery.
+    fn inserted_delivery(&mut self, id: Uuid);
+
+    /// Called when a delivery's idempotency key was found taken: `Ok` when the delivery that
+    /// holds it (`stored`, its id) is durable; otherwise makes its outcome final and answers
+    /// `Retryable`, so that the repeat is answered by what became of the original.
+    async fn original_is_durable(
+        &mut self,
+        changes: &Arc<Changes>,
+        stored: Option<Uuid>,
+    ) -> Result<(), StoreError>;
+
+    /// Whether [`Self::original_is_durable`] needs the id of the delivery holding the key.
+    fn needs_original(&self) -> bool;
 }
 
 /// PostgreSQL: a transaction per unit. The server commits concurrent transactions with one WAL
@@ -77,6 +92,21 @@ impl UnitTx<Postgres> for sqlx::Transaction<'static, Postgres> {
         }
         Ok(())
     }
+
+    fn inserted_delivery(&mut self, _: Uuid) {}
+
+    /// The unique insert waited for the transaction holding the key, which committed.
+    async fn original_is_durable(
+        &mut self,
+        _: &Arc<Changes>,
+        _: Option<Uuid>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn needs_original(&self) -> bool {
+        false
+    }
 }
 
 /// SQLite: a savepoint in the writer's group commit (see [`crate::group_commit`]).
@@ -92,6 +122,31 @@ impl UnitTx<Sqlite> for Member {
 
     async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError> {
         Member::commit(self, changes, appended_events).await
+    }
+
+    fn inserted_delivery(&mut self, id: Uuid) {
+        Member::inserted_delivery(self, id);
+    }
+
+    /// The key may be held by a delivery of this very batch, written but not committed: then
+    /// the batch (without this unit) is committed now, and the unit answers `Retryable`; run
+    /// again, it finds the original committed, or, if the batch failed, the key free.
+    async fn original_is_durable(
+        &mut self,
+        changes: &Arc<Changes>,
+        stored: Option<Uuid>,
+    ) -> Result<(), StoreError> {
+        if !stored.is_some_and(|id| self.batch_inserted(id)) {
+            return Ok(());
+        }
+        self.commit_others(changes).await;
+        Err(StoreError::Retryable(
+            "the original of this delivery was not committed yet".into(),
+        ))
+    }
+
+    fn needs_original(&self) -> bool {
+        self.batch_has_deliveries()
     }
 }
 
@@ -547,7 +602,29 @@ macro_rules! impl_ingest {
                         ],
                     )
                     .await?;
-                Ok(rows.len() == 1)
+                if rows.len() == 1 {
+                    self.tx.inserted_delivery(new.id.as_uuid());
+                    return Ok(true);
+                }
+                let stored = if self.tx.needs_original() {
+                    sqlx::query_scalar(
+                        "SELECT id FROM webhook_deliveries WHERE idempotency_key = $1 \
+                           AND idempotency_scope = COALESCE($2, \
+                             (SELECT w.id FROM workspaces w WHERE w.kapso_phone_number_id = $3), $4)",
+                    )
+                    .bind(crate::deliveries::stored_key(new.idempotency_key.as_deref()))
+                    .bind(workspace_id.map(|id| id.as_uuid()))
+                    .bind(new.phone_number_id.as_deref())
+                    .bind(crate::deliveries::GLOBAL_SCOPE)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(from_sqlx)?
+                } else {
+                    None
+                };
+                let changes = Arc::clone(&self.changes);
+                self.tx.original_is_durable(&changes, stored).await?;
+                Ok(false)
             }
 
             async fn finish_delivery(

@@ -217,3 +217,90 @@ pub async fn a_huge_delivery_is_stored_in_bounded_statements(h: Harness) {
     let expected: Vec<Option<i64>> = (1..=13_200).map(Some).collect();
     assert!(seqs == expected, "events out of order");
 }
+
+/// SQLite's group commit: a repeat of a delivery whose original is still in the open batch
+/// (written, not committed) is answered only once the original is durable. The repeat queues
+/// for the writer first, a hold on the writer second, the batch's committer last: when the hold
+/// gets the writer, the repeat has had its turn, and the committer has not.
+pub async fn sqlite_duplicates_wait_for_the_original_to_be_durable(
+    store: inbox_store::sqlite::SqliteStore,
+) {
+    use inbox_domain::ports::{DeliveryRepository, IngestRepository, WorkspaceRepository};
+    use inbox_store::testing::{hold_sqlite_writer, sqlite_writers_queued};
+
+    let ws = store
+        .create_workspace(crate::workspaces::new_workspace("acme"))
+        .await
+        .expect("workspace");
+    store
+        .update_workspace(
+            ws.id,
+            WorkspacePatch {
+                kapso_phone_number_id: Some(Some(PHONE_NUMBER_ID.into())),
+                ..WorkspacePatch::default()
+            },
+        )
+        .await
+        .expect("patch");
+    let store = Arc::new(store);
+    let original = delivery("k1");
+    let mut unit = store.begin_ingest().await.expect("begin");
+    let route = unit.route(PHONE_NUMBER_ID, None).await.expect("route");
+    assert!(route.is_some());
+    assert!(
+        unit.insert_delivery(&original, Some(ws.id), DeliveryOutcome::Processed, None)
+            .await
+            .expect("insert")
+    );
+
+    let repeat = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let f = facts(vec![inbound("w1", WA_ID, None, 1_000, "hi")]);
+            ingest(store.as_ref(), &delivery("k1"), &f).await
+        })
+    };
+    while sqlite_writers_queued(&store) < 1 {
+        tokio::task::yield_now().await;
+    }
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let hold = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let hold = hold_sqlite_writer(&store).await;
+            let _ = held_tx.send(());
+            let _ = release_rx.await;
+            drop(hold);
+        })
+    };
+    while sqlite_writers_queued(&store) < 2 {
+        tokio::task::yield_now().await;
+    }
+    let commit = tokio::spawn(async move { unit.commit().await });
+
+    held_rx.await.expect("held");
+    let durable = store
+        .delivery_by_idempotency_key("k1")
+        .await
+        .expect("read")
+        .is_some();
+    assert!(
+        !repeat.is_finished() || durable,
+        "the repeat was answered before its original was durable"
+    );
+    let _ = release_tx.send(());
+    hold.await.expect("hold");
+    commit.await.expect("commit task").expect("commit");
+    assert_eq!(
+        repeat.await.expect("repeat task"),
+        Ok(IngestOutcome::Duplicate)
+    );
+    assert!(
+        store
+            .delivery_by_idempotency_key("k1")
+            .await
+            .expect("read")
+            .is_some()
+    );
+}

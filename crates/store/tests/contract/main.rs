@@ -268,3 +268,15 @@ async fn postgres_readers_never_pass_a_late_commit() {
         event_log::late_commits_are_not_overtaken(h).await;
     }
 }
+
+/// SQLite's group commit shares a transaction between deliveries; a repeat must not be
+/// acknowledged from a batch that has not committed. (PostgreSQL's unique insert waits for the
+/// transaction holding the key.)
+#[tokio::test]
+async fn sqlite_duplicates_wait_for_the_original_to_be_durable() {
+    let db = TestDatabase::sqlite().expect("temp dir");
+    let store = sqlite::open(db.url(), &SecretKey::generate())
+        .await
+        .expect("open sqlite");
+    intake::sqlite_duplicates_wait_for_the_original_to_be_durable(store).await;
+}
