@@ -154,7 +154,7 @@ impl From<StoreError> for ApiError {
             StoreError::MissingReference(field) => {
                 Self::invalid(field.clone(), format!("no such {field}"))
             }
-            StoreError::Unavailable(reason) => {
+            StoreError::Unavailable(reason) | StoreError::Retryable(reason) => {
                 tracing::warn!(error = %reason, "database unavailable");
                 Self::Unavailable
             }

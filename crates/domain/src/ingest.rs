@@ -7,7 +7,7 @@
 mod apply;
 mod rules;
 
-pub use apply::{IngestOutcome, ingest, replay};
+pub use apply::{IngestOutcome, MAX_ATTEMPTS, ingest, replay};
 pub use rules::{
     ContactState, ConversationState, IngestRoute, IngestWorkspace, MessageStatusState,
     NewIngestedMessage, PendingStatus, clean_profile_name, fold_statuses, ordering_time,

@@ -32,10 +32,11 @@ use crate::Store;
 use crate::conversations::{
     MESSAGE_COLUMNS, MessageRow, lead_score, lead_status, tags_from_json, tags_to_json,
 };
-use crate::error::from_sqlx;
+use crate::error::{from_sqlx, pause_before_retry};
 use crate::events::Dialect;
 use crate::query::{Arg, ListDialect, START_ID, START_KEY, Sql, bind_all, search_condition};
 use crate::rows::corrupt;
+use inbox_domain::ingest::MAX_ATTEMPTS;
 
 /// Columns of `contacts` (aliased `k`) as [`ContactRow`] reads them.
 pub(crate) const CONTACT_COLUMNS: &str = "k.id, k.workspace_id, k.phone, k.bsuid, k.name, \
@@ -287,6 +288,165 @@ macro_rules! impl_contacts {
                 .await
                 .map_err(from_sqlx)
             }
+
+            /// Locks a contact's conversation until commit; its id, if it has one.
+            async fn lock_conversation_of(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                workspace_id: WorkspaceId,
+                contact_id: ContactId,
+            ) -> Result<Option<Uuid>, StoreError> {
+                sqlx::query_scalar(&format!(
+                    "SELECT v.id FROM conversations v WHERE v.contact_id = $1 AND v.workspace_id = $2{}",
+                    <$db as Dialect>::for_update_of("v")
+                ))
+                .bind(contact_id.as_uuid())
+                .bind(workspace_id.as_uuid())
+                .fetch_optional(conn)
+                .await
+                .map_err(from_sqlx)
+            }
+
+            /// [`ContactRepository::update_contact`], one attempt.
+            async fn update_contact_once(
+                &self,
+                actor: Actor,
+                id: ContactId,
+                patch: ContactPatch,
+            ) -> Result<Contact, ActionError> {
+                let mut tx = self.begin_write().await?;
+                let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
+                    .await?
+                    .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
+                if !visible {
+                    return Err(StoreError::NotFound.into());
+                }
+                if let Some(assignee) = patch.assigned_to {
+                    check_assignee!($db, tx, actor, assignee);
+                }
+                // The conversation first, as ingest and sending lock it, then the contact: one
+                // order everywhere, or concurrent ingest and patches deadlock on PostgreSQL.
+                Self::lock_conversation_of(&mut *tx, actor.workspace_id, id).await?;
+                let view_changes = patch.name.is_some()
+                    || patch.tags.is_some()
+                    || patch.lead_status.is_some()
+                    || patch.lead_score.is_some()
+                    || patch.assigned_to.is_some();
+                let row: ContactRow = sqlx::query_as(&format!(
+                    "UPDATE contacts SET \
+                       name = CASE WHEN $3 THEN $4 ELSE name END, \
+                       email = CASE WHEN $5 THEN $6 ELSE email END, \
+                       tags = COALESCE($7, tags), \
+                       lead_status = COALESCE($8, lead_status), \
+                       lead_score = COALESCE($9, lead_score), \
+                       assigned_to = CASE WHEN $10 THEN $11 ELSE assigned_to END, \
+                       metadata = COALESCE($12, metadata), \
+                       updated_at = $13 \
+                     WHERE id = $1 AND workspace_id = $2 RETURNING {CONTACT_RETURNING}"
+                ))
+                .bind(id.as_uuid())
+                .bind(actor.workspace_id.as_uuid())
+                .bind(patch.name.is_some())
+                .bind(patch.name.clone().flatten())
+                .bind(patch.email.is_some())
+                .bind(patch.email.clone().flatten())
+                .bind(patch.tags.as_ref().map(tags_to_json))
+                .bind(patch.lead_status.map(|s| s.as_str()))
+                .bind(patch.lead_score.map(|s| i32::from(s.value())))
+                .bind(patch.assigned_to.is_some())
+                .bind(patch.assigned_to.flatten().map(|u| u.as_uuid()))
+                .bind(patch.metadata.as_ref().map(metadata_json))
+                .bind(Timestamp::now().as_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                let conversation: Option<(Uuid, i64)> = sqlx::query_as(
+                    "UPDATE conversations SET contact_assigned_to = $2, lead_status = $3 \
+                     WHERE contact_id = $1 RETURNING id, sort_at",
+                )
+                .bind(id.as_uuid())
+                .bind(row.assigned_to)
+                .bind(&row.lead_status)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+                let contact = Contact::try_from(row)?;
+                if let (Some((conversation_id, sort_at)), Some(_)) = (conversation, &patch.tags) {
+                    Self::write_conversation_tags(
+                        &mut *tx,
+                        actor.workspace_id,
+                        conversation_id,
+                        sort_at,
+                        &contact.tags,
+                    )
+                    .await?;
+                }
+                let conversation_id =
+                    conversation.map(|(c, _)| ConversationId::from_uuid(c));
+                let mut kinds = vec![EventKind::ContactUpdated];
+                if view_changes && conversation_id.is_some() {
+                    kinds.push(EventKind::ConversationUpdated);
+                }
+                for kind in kinds {
+                    <$db as Dialect>::append_event(
+                        &mut *tx,
+                        &NewEvent {
+                            workspace_id: actor.workspace_id,
+                            kind,
+                            conversation_id,
+                            contact_id: Some(id),
+                            message_id: None,
+                        },
+                    )
+                    .await?;
+                }
+                self.commit_events(tx).await?;
+                Ok(contact)
+            }
+
+            /// [`ContactRepository::delete_contact`], one attempt.
+            async fn delete_contact_once(&self, actor: Actor, id: ContactId) -> Result<(), ActionError> {
+                let mut tx = self.begin_write().await?;
+                let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
+                    .await?
+                    .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
+                if !visible {
+                    return Err(StoreError::NotFound.into());
+                }
+                if !actor.may_delete_contacts() {
+                    return Err(ActionError::Forbidden);
+                }
+                // The conversation first, as everywhere, then the contact.
+                let conversation_id =
+                    Self::lock_conversation_of(&mut *tx, actor.workspace_id, id).await?;
+                // The conversation, its messages and tag rows go with it (ON DELETE CASCADE).
+                sqlx::query("DELETE FROM contacts WHERE id = $1 AND workspace_id = $2")
+                    .bind(id.as_uuid())
+                    .bind(actor.workspace_id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                let conversation_id = conversation_id.map(ConversationId::from_uuid);
+                let mut kinds = vec![EventKind::ContactUpdated];
+                if conversation_id.is_some() {
+                    kinds.push(EventKind::ConversationUpdated);
+                }
+                for kind in kinds {
+                    <$db as Dialect>::append_event(
+                        &mut *tx,
+                        &NewEvent {
+                            workspace_id: actor.workspace_id,
+                            kind,
+                            conversation_id,
+                            contact_id: Some(id),
+                            message_id: None,
+                        },
+                    )
+                    .await?;
+                }
+                self.commit_events(tx).await?;
+                Ok(())
+            }
+
         }
 
         #[async_trait]
@@ -436,158 +596,35 @@ macro_rules! impl_contacts {
                 id: ContactId,
                 patch: ContactPatch,
             ) -> Result<Contact, ActionError> {
-                let mut tx = self.begin_write().await?;
-                // One lock order everywhere: a conversation before its contact, as ingest
-                // and every action take them, so none of them can deadlock another.
-                sqlx::query(&format!(
-                    "SELECT c.id FROM conversations c WHERE c.contact_id = $1{}",
-                    <$db as Dialect>::for_update_of("c")
-                ))
-                .bind(id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-                let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
-                    .await?
-                    .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
-                if !visible {
-                    return Err(StoreError::NotFound.into());
+                let mut attempt = 1;
+                loop {
+                    match self.update_contact_once(actor, id, patch.clone()).await {
+                        Err(ActionError::Store(StoreError::Retryable(reason))) => {
+                            if attempt >= MAX_ATTEMPTS {
+                                return Err(StoreError::Unavailable(reason).into());
+                            }
+                            attempt += 1;
+                            pause_before_retry(attempt).await;
+                        }
+                        other => return other,
+                    }
                 }
-                if let Some(assignee) = patch.assigned_to {
-                    check_assignee!($db, tx, actor, assignee);
-                }
-                let view_changes = patch.name.is_some()
-                    || patch.tags.is_some()
-                    || patch.lead_status.is_some()
-                    || patch.lead_score.is_some()
-                    || patch.assigned_to.is_some();
-                let row: ContactRow = sqlx::query_as(&format!(
-                    "UPDATE contacts SET \
-                       name = CASE WHEN $3 THEN $4 ELSE name END, \
-                       email = CASE WHEN $5 THEN $6 ELSE email END, \
-                       tags = COALESCE($7, tags), \
-                       lead_status = COALESCE($8, lead_status), \
-                       lead_score = COALESCE($9, lead_score), \
-                       assigned_to = CASE WHEN $10 THEN $11 ELSE assigned_to END, \
-                       metadata = COALESCE($12, metadata), \
-                       updated_at = $13 \
-                     WHERE id = $1 AND workspace_id = $2 RETURNING {CONTACT_RETURNING}"
-                ))
-                .bind(id.as_uuid())
-                .bind(actor.workspace_id.as_uuid())
-                .bind(patch.name.is_some())
-                .bind(patch.name.clone().flatten())
-                .bind(patch.email.is_some())
-                .bind(patch.email.clone().flatten())
-                .bind(patch.tags.as_ref().map(tags_to_json))
-                .bind(patch.lead_status.map(|s| s.as_str()))
-                .bind(patch.lead_score.map(|s| i32::from(s.value())))
-                .bind(patch.assigned_to.is_some())
-                .bind(patch.assigned_to.flatten().map(|u| u.as_uuid()))
-                .bind(patch.metadata.as_ref().map(metadata_json))
-                .bind(Timestamp::now().as_millis())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-                let conversation: Option<(Uuid, i64)> = sqlx::query_as(
-                    "UPDATE conversations SET contact_assigned_to = $2, lead_status = $3 \
-                     WHERE contact_id = $1 RETURNING id, sort_at",
-                )
-                .bind(id.as_uuid())
-                .bind(row.assigned_to)
-                .bind(&row.lead_status)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-                let contact = Contact::try_from(row)?;
-                if let (Some((conversation_id, sort_at)), Some(_)) = (conversation, &patch.tags) {
-                    Self::write_conversation_tags(
-                        &mut *tx,
-                        actor.workspace_id,
-                        conversation_id,
-                        sort_at,
-                        &contact.tags,
-                    )
-                    .await?;
-                }
-                let conversation_id =
-                    conversation.map(|(c, _)| ConversationId::from_uuid(c));
-                let mut kinds = vec![EventKind::ContactUpdated];
-                if view_changes && conversation_id.is_some() {
-                    kinds.push(EventKind::ConversationUpdated);
-                }
-                for kind in kinds {
-                    <$db as Dialect>::append_event(
-                        &mut *tx,
-                        &NewEvent {
-                            workspace_id: actor.workspace_id,
-                            kind,
-                            conversation_id,
-                            contact_id: Some(id),
-                            message_id: None,
-                        },
-                    )
-                    .await?;
-                }
-                self.commit_events(tx).await?;
-                Ok(contact)
             }
 
             async fn delete_contact(&self, actor: Actor, id: ContactId) -> Result<(), ActionError> {
-                let mut tx = self.begin_write().await?;
-                // One lock order everywhere: a conversation before its contact, as ingest
-                // and every action take them, so none of them can deadlock another.
-                sqlx::query(&format!(
-                    "SELECT c.id FROM conversations c WHERE c.contact_id = $1{}",
-                    <$db as Dialect>::for_update_of("c")
-                ))
-                .bind(id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-
-                let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
-                    .await?
-                    .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
-                if !visible {
-                    return Err(StoreError::NotFound.into());
+                let mut attempt = 1;
+                loop {
+                    match self.delete_contact_once(actor, id).await {
+                        Err(ActionError::Store(StoreError::Retryable(reason))) => {
+                            if attempt >= MAX_ATTEMPTS {
+                                return Err(StoreError::Unavailable(reason).into());
+                            }
+                            attempt += 1;
+                            pause_before_retry(attempt).await;
+                        }
+                        other => return other,
+                    }
                 }
-                if !actor.may_delete_contacts() {
-                    return Err(ActionError::Forbidden);
-                }
-                let conversation_id: Option<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1")
-                        .bind(id.as_uuid())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?;
-                // The conversation, its messages and tag rows go with it (ON DELETE CASCADE).
-                sqlx::query("DELETE FROM contacts WHERE id = $1 AND workspace_id = $2")
-                    .bind(id.as_uuid())
-                    .bind(actor.workspace_id.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-                let conversation_id = conversation_id.map(ConversationId::from_uuid);
-                let mut kinds = vec![EventKind::ContactUpdated];
-                if conversation_id.is_some() {
-                    kinds.push(EventKind::ConversationUpdated);
-                }
-                for kind in kinds {
-                    <$db as Dialect>::append_event(
-                        &mut *tx,
-                        &NewEvent {
-                            workspace_id: actor.workspace_id,
-                            kind,
-                            conversation_id,
-                            contact_id: Some(id),
-                            message_id: None,
-                        },
-                    )
-                    .await?;
-                }
-                self.commit_events(tx).await?;
-                Ok(())
             }
 
             async fn contact_by_phone(

@@ -11,14 +11,41 @@ use crate::Store;
 use crate::error::from_sqlx;
 use crate::rows::corrupt;
 
-/// Stores a delivery unless its idempotency key is taken; shared with the ingest unit. Binds:
-/// id, key, event, workspace, phone_number_id, headers, body, received_at, outcome, error,
-/// processed_at, attempts.
+/// Stores a delivery unless its idempotency key is taken in its scope; shared with the ingest
+/// unit. Binds: id, key (as [`stored_key`] makes it), event, workspace, phone_number_id,
+/// headers, body, received_at, outcome, error, processed_at, attempts, [`GLOBAL_SCOPE`].
+///
+/// The scope is the workspace the delivery is stored for, else the one its phone_number_id
+/// routes to (a failure record does not know its workspace), else the global one: one tenant's
+/// key never shadows another tenant's delivery.
 pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries (id, idempotency_key, \
        event, workspace_id, phone_number_id, headers, body, received_at, outcome, error, \
-       processed_at, attempts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-     ON CONFLICT (idempotency_key) DO NOTHING";
+       processed_at, attempts, idempotency_scope) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+       COALESCE($4, (SELECT w.id FROM workspaces w WHERE w.kapso_phone_number_id = $5), $13)) \
+     ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING";
+
+/// The idempotency scope of deliveries routed to no workspace.
+pub(crate) const GLOBAL_SCOPE: Uuid = Uuid::nil();
+
+/// The longest idempotency key stored as it is; a longer one is stored as its SHA-256, so that
+/// no key, whatever a sender puts in it, exceeds what an index entry may hold.
+const MAX_STORED_KEY: usize = 256;
+
+/// An idempotency key as stored and looked up.
+pub(crate) fn stored_key(key: Option<&str>) -> Option<String> {
+    key.map(|key| {
+        if key.len() <= MAX_STORED_KEY {
+            key.to_owned()
+        } else {
+            use sha2::Digest;
+            format!(
+                "sha256-long:{}",
+                hex::encode(sha2::Sha256::digest(key.as_bytes()))
+            )
+        }
+    })
+}
 
 /// `processed_at` for a delivery stored with `outcome`: now, unless it is still pending.
 pub(crate) fn processed_at(outcome: DeliveryOutcome) -> Option<i64> {
@@ -83,7 +110,7 @@ macro_rules! impl_deliveries {
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(INSERT_DELIVERY)
                     .bind(new.id.as_uuid())
-                    .bind(new.idempotency_key.as_deref())
+                    .bind(stored_key(new.idempotency_key.as_deref()))
                     .bind(new.event.as_deref())
                     .bind(workspace_id.map(|id| id.as_uuid()))
                     .bind(new.phone_number_id.as_deref())
@@ -94,6 +121,7 @@ macro_rules! impl_deliveries {
                     .bind(error)
                     .bind(processed_at(outcome))
                     .bind(i32::from(outcome != DeliveryOutcome::Pending))
+                    .bind(GLOBAL_SCOPE)
                     .execute(&self.write)
                     .await
                     .map_err(|e| match from_sqlx(e) {
@@ -108,9 +136,10 @@ macro_rules! impl_deliveries {
                 key: &str,
             ) -> Result<Option<Delivery>, StoreError> {
                 let row: Option<DeliveryRow> = sqlx::query_as(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE idempotency_key = $1"
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE idempotency_key = $1 \
+                     ORDER BY received_at, id LIMIT 1"
                 ))
-                .bind(key)
+                .bind(stored_key(Some(key)))
                 .fetch_optional(&self.read)
                 .await
                 .map_err(from_sqlx)?;

@@ -12,6 +12,7 @@
 //! to a committer task that queues for the lock behind the units already waiting, so the batch
 //! is committed even if those units are cancelled, and units arriving later start the next one.
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use inbox_domain::ports::StoreError;
 use sqlx::{Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use uuid::Uuid;
 
 use crate::Store;
 use crate::changes::Changes;
@@ -46,6 +48,8 @@ struct Batch {
     appended_events: bool,
     /// Whether a committer task is queued for this batch.
     committer: bool,
+    /// Deliveries inserted in this batch (not committed yet).
+    deliveries: HashSet<Uuid>,
 }
 
 /// Counts a waiter for the lock while it waits, even if it is cancelled meanwhile.
@@ -64,7 +68,26 @@ impl Drop for Queued {
     }
 }
 
+/// A hold on the SQLite writer's batch lock, taken in turn like a unit (for tests that need to
+/// stop the writer at a known point).
+pub struct WriterHold {
+    _batch: OwnedMutexGuard<Batch>,
+}
+
 impl GroupCommit {
+    /// Units and committers waiting for the writer.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the writer in turn, as a unit does, and holds it until the hold is dropped.
+    pub(crate) async fn hold(&self) -> WriterHold {
+        let queued = Queued::new(&self.queued);
+        let batch = Arc::clone(&self.batch).lock_owned().await;
+        drop(queued);
+        WriterHold { _batch: batch }
+    }
+
     /// Joins the open batch, or opens one. Returns the member and the statement to send first
     /// (its savepoint), which the unit sends together with its first statement.
     pub(crate) async fn join(&self, store: &Store<Sqlite>) -> Result<(Member, String), StoreError> {
@@ -147,6 +170,7 @@ impl Batch {
         self.rollback_to = None;
         self.appended_events = false;
         self.committer = false;
+        self.deliveries.clear();
     }
 }
 
@@ -163,6 +187,39 @@ impl Member {
     /// Records that the unit is sending statements.
     pub(crate) fn sending(&mut self) {
         self.sent = true;
+    }
+
+    /// Records that the unit inserted this delivery in the batch.
+    pub(crate) fn inserted_delivery(&mut self, id: Uuid) {
+        if let Some(batch) = self.batch.as_mut() {
+            batch.deliveries.insert(id);
+        }
+    }
+
+    /// Whether a delivery of this batch may be uncommitted (some unit inserted one).
+    pub(crate) fn batch_has_deliveries(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| !b.deliveries.is_empty())
+    }
+
+    /// Whether this delivery was inserted in the batch, so is not committed yet.
+    pub(crate) fn batch_inserted(&self, id: Uuid) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.deliveries.contains(&id))
+    }
+
+    /// Rolls this unit's writes back and commits the rest of the batch now, telling its units
+    /// the result; the unit can then only be dropped. A repeat of a delivery still in the batch
+    /// does this before it is answered, so that its answer follows the original's outcome.
+    pub(crate) async fn commit_others(&mut self, changes: &Changes) {
+        if let Some(batch) = self.batch.as_mut() {
+            if self.sent {
+                batch.rollback_to = Some(self.savepoint.clone());
+            }
+            batch.commit(changes).await;
+        }
     }
 
     /// Puts the unit's writes into the batch and waits for the batch's commit.

@@ -59,6 +59,21 @@ trait UnitTx<DB: sqlx::Database>: Sized + Send {
 
     /// Commits, then tells readers of the event log when events were appended.
     async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError>;
+
+    /// Records that the unit inserted this delivery.
+    fn inserted_delivery(&mut self, id: Uuid);
+
+    /// Called when a delivery's idempotency key was found taken: `Ok` when the delivery that
+    /// holds it (`stored`, its id) is durable; otherwise makes its outcome final and answers
+    /// `Retryable`, so that the repeat is answered by what became of the original.
+    async fn original_is_durable(
+        &mut self,
+        changes: &Arc<Changes>,
+        stored: Option<Uuid>,
+    ) -> Result<(), StoreError>;
+
+    /// Whether [`Self::original_is_durable`] needs the id of the delivery holding the key.
+    fn needs_original(&self) -> bool;
 }
 
 /// PostgreSQL: a transaction per unit. The server commits concurrent transactions with one WAL
@@ -77,6 +92,21 @@ impl UnitTx<Postgres> for sqlx::Transaction<'static, Postgres> {
         }
         Ok(())
     }
+
+    fn inserted_delivery(&mut self, _: Uuid) {}
+
+    /// The unique insert waited for the transaction holding the key, which committed.
+    async fn original_is_durable(
+        &mut self,
+        _: &Arc<Changes>,
+        _: Option<Uuid>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn needs_original(&self) -> bool {
+        false
+    }
 }
 
 /// SQLite: a savepoint in the writer's group commit (see [`crate::group_commit`]).
@@ -93,10 +123,35 @@ impl UnitTx<Sqlite> for Member {
     async fn commit(self, changes: &Arc<Changes>, appended_events: bool) -> Result<(), StoreError> {
         Member::commit(self, changes, appended_events).await
     }
+
+    fn inserted_delivery(&mut self, id: Uuid) {
+        Member::inserted_delivery(self, id);
+    }
+
+    /// The key may be held by a delivery of this very batch, written but not committed: then
+    /// the batch (without this unit) is committed now, and the unit answers `Retryable`; run
+    /// again, it finds the original committed, or, if the batch failed, the key free.
+    async fn original_is_durable(
+        &mut self,
+        changes: &Arc<Changes>,
+        stored: Option<Uuid>,
+    ) -> Result<(), StoreError> {
+        if !stored.is_some_and(|id| self.batch_inserted(id)) {
+            return Ok(());
+        }
+        self.commit_others(changes).await;
+        Err(StoreError::Retryable(
+            "the original of this delivery was not committed yet".into(),
+        ))
+    }
+
+    fn needs_original(&self) -> bool {
+        self.batch_has_deliveries()
+    }
 }
 
 /// A value bound to a held statement.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Bind {
     Uuid(Option<Uuid>),
     Text(Option<String>),
@@ -105,23 +160,64 @@ enum Bind {
     Bytes(Vec<u8>),
 }
 
-/// Statements not sent yet, in order, each numbering its parameters after the ones before it,
-/// so that they can be sent as one text with one list of values.
+/// The most values one statement text may carry: below SQLite's 32,766 and PostgreSQL's
+/// 65,535 bind parameters, whatever a delivery holds.
+pub(crate) const MAX_BINDS: usize = 30_000;
+
+/// The most events one `INSERT` appends (5 values each, and one shared).
+const EVENTS_PER_STATEMENT: usize = 1_000;
+
+/// Statements not sent yet, in order, each numbering its own parameters from `$1`; they are sent
+/// as few statement texts as [`MAX_BINDS`] allows, each with one list of values.
 #[derive(Debug, Default)]
 struct Held {
-    statements: Vec<String>,
+    /// Each statement with the number of values it takes from `binds`, and whether the run
+    /// it is in must end with it.
+    statements: Vec<(String, usize, bool)>,
     binds: Vec<Bind>,
 }
 
 impl Held {
     /// Adds `sql`, whose parameters are `$1..$n` for `binds`.
     fn push(&mut self, sql: &str, binds: Vec<Bind>) {
-        self.statements.push(renumber(sql, self.binds.len()));
+        self.statements.push((sql.to_owned(), binds.len(), false));
+        self.binds.extend(binds);
+    }
+
+    /// Adds `sql` as [`Self::push`] does, as the last statement of its run: what follows runs
+    /// after it. (On PostgreSQL the parts of one text run in no defined order.)
+    fn push_ending_run(&mut self, sql: &str, binds: Vec<Bind>) {
+        self.statements.push((sql.to_owned(), binds.len(), true));
         self.binds.extend(binds);
     }
 
     fn is_empty(&self) -> bool {
         self.statements.is_empty()
+    }
+
+    /// The statements in order, cut into runs of at most [`MAX_BINDS`] values (a statement
+    /// that takes more runs alone), each run's parameters numbered after the ones before it
+    /// in the run, with its values.
+    fn into_runs(self) -> Vec<(Vec<String>, Vec<Bind>)> {
+        let mut runs: Vec<(Vec<String>, Vec<Bind>)> = Vec::new();
+        let mut binds = self.binds.into_iter();
+        let mut ended = true;
+        for (sql, count, ends_run) in self.statements {
+            let fits = !ended
+                && runs
+                    .last()
+                    .is_some_and(|(_, values)| values.len() + count <= MAX_BINDS);
+            if !fits {
+                runs.push((Vec::new(), Vec::new()));
+            }
+            ended = ends_run;
+            let Some((statements, values)) = runs.last_mut() else {
+                continue;
+            };
+            statements.push(renumber(&sql, values.len()));
+            values.extend(binds.by_ref().take(count));
+        }
+        runs
     }
 }
 
@@ -355,6 +451,10 @@ macro_rules! impl_ingest {
                     held,
                 }))
             }
+
+            async fn pause_before_retry(&self, attempt: u32) {
+                crate::error::pause_before_retry(attempt).await;
+            }
         }
 
         impl Unit<$tx> {
@@ -385,18 +485,22 @@ macro_rules! impl_ingest {
                 held: Held,
             ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
                 self.tx.sending();
-                let text = <$db as Dialect>::combine(&held.statements);
-                let mut query = sqlx::query(&text);
-                for bind in held.binds {
-                    query = match bind {
-                        Bind::Uuid(v) => query.bind(v),
-                        Bind::Text(v) => query.bind(v),
-                        Bind::Int(v) => query.bind(v),
-                        Bind::Int32(v) => query.bind(v),
-                        Bind::Bytes(v) => query.bind(v),
-                    };
+                let mut rows = Vec::new();
+                for (statements, binds) in held.into_runs() {
+                    let text = <$db as Dialect>::combine(&statements);
+                    let mut query = sqlx::query(&text);
+                    for bind in binds {
+                        query = match bind {
+                            Bind::Uuid(v) => query.bind(v),
+                            Bind::Text(v) => query.bind(v),
+                            Bind::Int(v) => query.bind(v),
+                            Bind::Int32(v) => query.bind(v),
+                            Bind::Bytes(v) => query.bind(v),
+                        };
+                    }
+                    rows = query.fetch_all(&mut *self.tx).await.map_err(from_sqlx)?;
                 }
-                query.fetch_all(&mut *self.tx).await.map_err(from_sqlx)
+                Ok(rows)
             }
 
             async fn workspace(
@@ -481,7 +585,9 @@ macro_rules! impl_ingest {
                         &format!("{} RETURNING id", crate::deliveries::INSERT_DELIVERY),
                         vec![
                             Bind::Uuid(Some(new.id.as_uuid())),
-                            Bind::Text(new.idempotency_key.clone()),
+                            Bind::Text(crate::deliveries::stored_key(
+                                new.idempotency_key.as_deref(),
+                            )),
                             Bind::Text(new.event.clone()),
                             Bind::Uuid(workspace_id.map(|id| id.as_uuid())),
                             Bind::Text(new.phone_number_id.clone()),
@@ -492,10 +598,33 @@ macro_rules! impl_ingest {
                             Bind::Text(error.map(str::to_owned)),
                             Bind::Int(crate::deliveries::processed_at(outcome)),
                             Bind::Int32(i32::from(outcome != DeliveryOutcome::Pending)),
+                            Bind::Uuid(Some(crate::deliveries::GLOBAL_SCOPE)),
                         ],
                     )
                     .await?;
-                Ok(rows.len() == 1)
+                if rows.len() == 1 {
+                    self.tx.inserted_delivery(new.id.as_uuid());
+                    return Ok(true);
+                }
+                let stored = if self.tx.needs_original() {
+                    sqlx::query_scalar(
+                        "SELECT id FROM webhook_deliveries WHERE idempotency_key = $1 \
+                           AND idempotency_scope = COALESCE($2, \
+                             (SELECT w.id FROM workspaces w WHERE w.kapso_phone_number_id = $3), $4)",
+                    )
+                    .bind(crate::deliveries::stored_key(new.idempotency_key.as_deref()))
+                    .bind(workspace_id.map(|id| id.as_uuid()))
+                    .bind(new.phone_number_id.as_deref())
+                    .bind(crate::deliveries::GLOBAL_SCOPE)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(from_sqlx)?
+                } else {
+                    None
+                };
+                let changes = Arc::clone(&self.changes);
+                self.tx.original_is_durable(&changes, stored).await?;
+                Ok(false)
             }
 
             async fn finish_delivery(
@@ -899,31 +1028,40 @@ macro_rules! impl_ingest {
                 }
                 self.appended_events = true;
                 let now = Timestamp::now().as_millis();
-                let mut sql = String::from(
-                    "INSERT INTO events \
-                     (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
-                     VALUES ",
-                );
-                let mut binds = Vec::with_capacity(events.len() * 5 + 1);
-                binds.push(Bind::Int(Some(now)));
-                for (i, event) in events.iter().enumerate() {
-                    let at = 2 + i * 5;
-                    let _ = write!(
-                        sql,
-                        "{}(${at}, ${}, ${}, ${}, ${}, $1)",
-                        if i == 0 { "" } else { ", " },
-                        at + 1,
-                        at + 2,
-                        at + 3,
-                        at + 4
+                // In chunks, so no statement carries more values than a backend takes; each
+                // chunk but the last ends its run, so the chunks are inserted in order.
+                let chunks = events.chunks(EVENTS_PER_STATEMENT).count();
+                for (n, chunk) in events.chunks(EVENTS_PER_STATEMENT).enumerate() {
+                    let mut sql = String::from(
+                        "INSERT INTO events \
+                         (workspace_id, kind, conversation_id, contact_id, message_id, created_at) \
+                         VALUES ",
                     );
-                    binds.push(Bind::Uuid(Some(event.workspace_id.as_uuid())));
-                    binds.push(Bind::Text(Some(event.kind.as_str().to_owned())));
-                    binds.push(Bind::Uuid(event.conversation_id.map(|id| id.as_uuid())));
-                    binds.push(Bind::Uuid(event.contact_id.map(|id| id.as_uuid())));
-                    binds.push(Bind::Uuid(event.message_id.map(|id| id.as_uuid())));
+                    let mut binds = Vec::with_capacity(chunk.len() * 5 + 1);
+                    binds.push(Bind::Int(Some(now)));
+                    for (i, event) in chunk.iter().enumerate() {
+                        let at = 2 + i * 5;
+                        let _ = write!(
+                            sql,
+                            "{}(${at}, ${}, ${}, ${}, ${}, $1)",
+                            if i == 0 { "" } else { ", " },
+                            at + 1,
+                            at + 2,
+                            at + 3,
+                            at + 4
+                        );
+                        binds.push(Bind::Uuid(Some(event.workspace_id.as_uuid())));
+                        binds.push(Bind::Text(Some(event.kind.as_str().to_owned())));
+                        binds.push(Bind::Uuid(event.conversation_id.map(|id| id.as_uuid())));
+                        binds.push(Bind::Uuid(event.contact_id.map(|id| id.as_uuid())));
+                        binds.push(Bind::Uuid(event.message_id.map(|id| id.as_uuid())));
+                    }
+                    if n + 1 < chunks {
+                        self.held.push_ending_run(&sql, binds);
+                    } else {
+                        self.held.push(&sql, binds);
+                    }
                 }
-                self.held.push(&sql, binds);
                 Ok(())
             }
 
@@ -941,7 +1079,46 @@ impl_ingest!(Postgres, sqlx::Transaction<'static, Postgres>);
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    use super::{Bind, Held, MAX_BINDS, renumber};
+
+    #[test]
+    fn held_statements_are_sent_in_runs_of_bounded_values() {
+        let mut held = Held::default();
+        held.push("SAVEPOINT a", Vec::new());
+        for _ in 0..3 {
+            held.push("x = $1 AND y = $2", vec![Bind::Int(Some(1)); 2]);
+        }
+        held.push(
+            "big $1",
+            (0..MAX_BINDS - 5).map(|_| Bind::Int(None)).collect(),
+        );
+        held.push_ending_run("ordered $1", vec![Bind::Int(None)]);
+        held.push("after $1 $2", vec![Bind::Int(None); 2]);
+        let runs = held.into_runs();
+        let shape: Vec<(Vec<String>, usize)> = runs
+            .into_iter()
+            .map(|(statements, binds)| (statements, binds.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (
+                    vec![
+                        "SAVEPOINT a".to_owned(),
+                        "x = $1 AND y = $2".to_owned(),
+                        "x = $3 AND y = $4".to_owned(),
+                        "x = $5 AND y = $6".to_owned(),
+                    ],
+                    6
+                ),
+                (
+                    vec!["big $1".to_owned(), "ordered $29996".to_owned()],
+                    MAX_BINDS - 4
+                ),
+                (vec!["after $1 $2".to_owned()], 2),
+            ]
+        );
+    }
 
     #[test]
     fn renumbering_shifts_every_parameter_and_nothing_else() {

@@ -7,7 +7,20 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use uuid::Uuid;
 
+pub use crate::group_commit::WriterHold;
 pub use crate::seed::{Seed, SeedConversation, SeedMessage, Seeded};
+
+/// How many ingest units (and batch committers) wait for SQLite's writer right now.
+#[must_use]
+pub fn sqlite_writers_queued(store: &crate::sqlite::SqliteStore) -> usize {
+    store.group_commit.queued()
+}
+
+/// Waits for SQLite's writer in turn, as an ingest unit does, and holds it until the hold is
+/// dropped: nothing of the group commit runs meanwhile.
+pub async fn hold_sqlite_writer(store: &crate::sqlite::SqliteStore) -> WriterHold {
+    store.group_commit.hold().await
+}
 
 /// The variable naming the PostgreSQL server tests may create databases on.
 pub const POSTGRES_URL_VAR: &str = "INBOX_TEST_DATABASE_URL";

@@ -114,7 +114,7 @@ fn internal() -> Response {
 
 fn store_failure(error: &StoreError) -> Response {
     match error {
-        StoreError::Unavailable(_) => {
+        StoreError::Unavailable(_) | StoreError::Retryable(_) => {
             tracing::warn!(error = %error, "webhook: database unavailable");
             unavailable()
         }

@@ -27,16 +27,22 @@ pub enum IngestOutcome {
     Failed(String),
 }
 
+/// How many times a unit of work that lost a conflict (a deadlock, a serialization failure)
+/// is run in all before the delivery is answered `Unavailable`, with nothing stored.
+pub const MAX_ATTEMPTS: u32 = 4;
+
 /// Stores a verified delivery and applies its facts in one transaction (one durable commit):
 /// the delivery row, contacts, conversations, messages, statuses and events together.
 ///
-/// When applying fails for a reason other than an unavailable database, the transaction is
-/// rolled back and the delivery is stored as `failed` with the error in a second, small one, so
-/// it is never lost and can be replayed.
+/// A unit that loses a conflict with a concurrent transaction (`Retryable`) is run again, up to
+/// [`MAX_ATTEMPTS`] in all. When applying fails for a reason that would repeat (`Internal`),
+/// the transaction is rolled back and the delivery is stored as `failed` with the error in a
+/// second, small one, so it is never lost and can be replayed.
 ///
 /// # Errors
-/// `Unavailable` (nothing was stored; the sender should retry), or any error of the failure
-/// record itself.
+/// `Unavailable` (nothing was stored; the sender should retry): the database is unavailable,
+/// the conflicts outlasted the attempts, or the failure record itself failed transiently.
+/// `Internal` when the failure record failed for good.
 pub async fn ingest<R>(
     repo: &R,
     delivery: &NewDelivery,
@@ -45,25 +51,44 @@ pub async fn ingest<R>(
 where
     R: IngestRepository + DeliveryRepository + ?Sized,
 {
-    match first_attempt(repo, delivery, facts).await {
-        Ok(outcome) => Ok(outcome),
-        Err(StoreError::Unavailable(reason)) => Err(StoreError::Unavailable(reason)),
-        Err(error) => {
-            let error = error.to_string();
-            let stored = repo
-                .record_delivery(delivery, None, DeliveryOutcome::Failed, Some(error.clone()))
-                .await?;
-            Ok(if stored {
-                IngestOutcome::Failed(error)
-            } else {
-                IngestOutcome::Duplicate
-            })
+    let mut attempt = 1;
+    let error = loop {
+        match first_attempt(repo, delivery, facts).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(StoreError::Retryable(reason)) if attempt >= MAX_ATTEMPTS => {
+                return Err(StoreError::Unavailable(reason));
+            }
+            Err(StoreError::Retryable(_)) => {
+                attempt += 1;
+                repo.pause_before_retry(attempt).await;
+            }
+            Err(StoreError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
+            Err(error) => break error.to_string(),
         }
+    };
+    let stored = repo
+        .record_delivery(delivery, None, DeliveryOutcome::Failed, Some(error.clone()))
+        .await
+        .map_err(transient)?;
+    Ok(if stored {
+        IngestOutcome::Failed(error)
+    } else {
+        IngestOutcome::Duplicate
+    })
+}
+
+/// A failure of a single statement run outside a retried unit: a lost conflict is as
+/// transient as an unavailable database.
+fn transient(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Retryable(reason) => StoreError::Unavailable(reason),
+        other => other,
     }
 }
 
 /// Applies a stored delivery's facts again (the admin replay), counting an attempt. Safe to
-/// repeat: wamids are stored once per workspace and statuses only move forward.
+/// repeat: wamids are stored once per workspace and statuses only move forward. Lost conflicts
+/// are retried as by [`ingest`].
 ///
 /// # Errors
 /// `Unavailable`, or any error of the failure record itself.
@@ -75,16 +100,25 @@ pub async fn replay<R>(
 where
     R: IngestRepository + DeliveryRepository + ?Sized,
 {
-    match replay_attempt(repo, delivery, facts).await {
-        Ok(outcome) => Ok(outcome),
-        Err(StoreError::Unavailable(reason)) => Err(StoreError::Unavailable(reason)),
-        Err(error) => {
-            let error = error.to_string();
-            repo.mark_delivery(delivery.id, DeliveryOutcome::Failed, Some(error.clone()))
-                .await?;
-            Ok(IngestOutcome::Failed(error))
+    let mut attempt = 1;
+    let error = loop {
+        match replay_attempt(repo, delivery, facts).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(StoreError::Retryable(reason)) if attempt >= MAX_ATTEMPTS => {
+                return Err(StoreError::Unavailable(reason));
+            }
+            Err(StoreError::Retryable(_)) => {
+                attempt += 1;
+                repo.pause_before_retry(attempt).await;
+            }
+            Err(StoreError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
+            Err(error) => break error.to_string(),
         }
-    }
+    };
+    repo.mark_delivery(delivery.id, DeliveryOutcome::Failed, Some(error.clone()))
+        .await
+        .map_err(transient)?;
+    Ok(IngestOutcome::Failed(error))
 }
 
 async fn first_attempt<R>(
@@ -559,4 +593,290 @@ async fn update_stored_message(
         });
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    //! How the use case answers when storage fails: retried, 503 or `failed`, never a 500 for
+    //! something that may succeed later.
+
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::delivery::DeliveryFilter;
+    use crate::ids::{ContactId, ConversationId, DeliveryId, MessageId};
+    use crate::ingest::MessageStatusState;
+    use crate::phone::PhoneE164;
+
+    /// Runs a future whose fakes never wait.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                return value;
+            }
+        }
+    }
+
+    /// Each unit's `route` answers the next of `routes` (then routes nowhere); the failure
+    /// record answers `record`.
+    struct Fake {
+        routes: Mutex<VecDeque<StoreError>>,
+        record: Result<bool, StoreError>,
+        pauses: Mutex<Vec<u32>>,
+        recorded: Mutex<u32>,
+    }
+
+    impl Fake {
+        fn new(routes: Vec<StoreError>, record: Result<bool, StoreError>) -> Self {
+            Self {
+                routes: Mutex::new(routes.into()),
+                record,
+                pauses: Mutex::new(Vec::new()),
+                recorded: Mutex::new(0),
+            }
+        }
+    }
+
+    struct FakeUnit(Option<StoreError>);
+
+    #[async_trait]
+    impl IngestRepository for Fake {
+        async fn begin_ingest(&self) -> Result<Box<dyn IngestUnit>, StoreError> {
+            let next = self.routes.lock().expect("lock").pop_front();
+            Ok(Box::new(FakeUnit(next)))
+        }
+
+        async fn pause_before_retry(&self, attempt: u32) {
+            self.pauses.lock().expect("lock").push(attempt);
+        }
+    }
+
+    #[async_trait]
+    impl DeliveryRepository for Fake {
+        async fn record_delivery(
+            &self,
+            _: &NewDelivery,
+            _: Option<WorkspaceId>,
+            _: DeliveryOutcome,
+            _: Option<String>,
+        ) -> Result<bool, StoreError> {
+            *self.recorded.lock().expect("lock") += 1;
+            self.record.clone()
+        }
+        async fn delivery_by_idempotency_key(
+            &self,
+            _: &str,
+        ) -> Result<Option<Delivery>, StoreError> {
+            unreachable!()
+        }
+        async fn delivery(&self, _: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+            unreachable!()
+        }
+        async fn deliveries(&self, _: DeliveryFilter, _: u32) -> Result<Vec<Delivery>, StoreError> {
+            unreachable!()
+        }
+        async fn mark_delivery(
+            &self,
+            _: DeliveryId,
+            _: DeliveryOutcome,
+            _: Option<String>,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+    }
+
+    #[async_trait]
+    impl IngestUnit for FakeUnit {
+        async fn route(
+            &mut self,
+            _: &str,
+            _: Option<&CustomerRef>,
+        ) -> Result<Option<IngestRoute>, StoreError> {
+            self.0.take().map_or(Ok(None), Err)
+        }
+        async fn insert_delivery(
+            &mut self,
+            _: &NewDelivery,
+            _: Option<WorkspaceId>,
+            _: DeliveryOutcome,
+            _: Option<&str>,
+        ) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn finish_delivery(
+            &mut self,
+            _: DeliveryId,
+            _: Option<WorkspaceId>,
+            _: DeliveryOutcome,
+            _: Option<&str>,
+            _: bool,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn find_contact(
+            &mut self,
+            _: WorkspaceId,
+            _: Option<&PhoneE164>,
+            _: Option<&str>,
+        ) -> Result<Option<ContactState>, StoreError> {
+            unreachable!()
+        }
+        async fn insert_contact(
+            &mut self,
+            _: WorkspaceId,
+            _: ContactId,
+            _: &CustomerRef,
+            _: Timestamp,
+        ) -> Result<Option<ContactState>, StoreError> {
+            unreachable!()
+        }
+        async fn update_contact(
+            &mut self,
+            _: WorkspaceId,
+            _: &ContactState,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn lock_conversation(
+            &mut self,
+            _: WorkspaceId,
+            _: ContactId,
+        ) -> Result<Option<ConversationState>, StoreError> {
+            unreachable!()
+        }
+        async fn insert_conversation(
+            &mut self,
+            _: &ConversationState,
+            _: Timestamp,
+        ) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn update_conversation(
+            &mut self,
+            _: &ConversationState,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn insert_message(&mut self, _: &NewIngestedMessage) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn take_pending_statuses(
+            &mut self,
+            _: WorkspaceId,
+            _: &str,
+        ) -> Result<Vec<PendingStatus>, StoreError> {
+            unreachable!()
+        }
+        async fn lock_message(
+            &mut self,
+            _: WorkspaceId,
+            _: &str,
+        ) -> Result<Option<MessageStatusState>, StoreError> {
+            unreachable!()
+        }
+        async fn claim_unsent_outbound(
+            &mut self,
+            _: WorkspaceId,
+            _: ConversationId,
+            _: &MessageKind,
+            _: Option<&str>,
+            _: &str,
+        ) -> Result<Option<MessageStatusState>, StoreError> {
+            unreachable!()
+        }
+        async fn update_message_status(
+            &mut self,
+            _: WorkspaceId,
+            _: MessageId,
+            _: DeliveryStatus,
+            _: Option<&MessageError>,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn add_pending_status(
+            &mut self,
+            _: WorkspaceId,
+            _: &PendingStatus,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn append_events(&mut self, _: &[NewEvent]) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn run(fake: &Fake) -> Result<IngestOutcome, StoreError> {
+        let delivery = NewDelivery {
+            id: DeliveryId::new(),
+            idempotency_key: Some("k".into()),
+            event: None,
+            phone_number_id: Some("123".into()),
+            headers: serde_json::json!({}),
+            body: Vec::new(),
+            received_at: Timestamp::from_millis(0),
+        };
+        let facts = DeliveryFacts {
+            phone_number_id: Some("123".into()),
+            items: Vec::new(),
+        };
+        block_on(ingest(fake, &delivery, &facts))
+    }
+
+    fn conflict() -> StoreError {
+        StoreError::Retryable("deadlock detected".into())
+    }
+
+    #[test]
+    fn lost_conflicts_are_run_again_with_a_pause_before_each_attempt() {
+        let fake = Fake::new(vec![conflict(), conflict(), conflict()], Ok(true));
+        assert!(matches!(run(&fake), Ok(IngestOutcome::Ignored(_))));
+        assert_eq!(*fake.pauses.lock().expect("lock"), vec![2, 3, 4]);
+        assert_eq!(*fake.recorded.lock().expect("lock"), 0);
+    }
+
+    #[test]
+    fn conflicts_past_the_last_attempt_are_unavailable_with_nothing_recorded() {
+        let fake = Fake::new(vec![conflict(); 4], Ok(true));
+        assert!(matches!(run(&fake), Err(StoreError::Unavailable(_))));
+        assert_eq!(*fake.recorded.lock().expect("lock"), 0);
+        assert_eq!(*fake.pauses.lock().expect("lock"), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn an_unavailable_database_is_not_recorded_as_failed() {
+        let fake = Fake::new(vec![StoreError::Unavailable("pool".into())], Ok(true));
+        assert!(matches!(run(&fake), Err(StoreError::Unavailable(_))));
+        assert_eq!(*fake.recorded.lock().expect("lock"), 0);
+    }
+
+    #[test]
+    fn a_deterministic_failure_is_recorded_failed() {
+        let fake = Fake::new(vec![StoreError::Internal("bad row".into())], Ok(true));
+        assert!(matches!(run(&fake), Ok(IngestOutcome::Failed(e)) if e.contains("bad row")));
+        assert_eq!(*fake.recorded.lock().expect("lock"), 1);
+    }
+
+    #[test]
+    fn a_failure_record_that_fails_transiently_is_unavailable() {
+        for record in [
+            StoreError::Unavailable("pool timed out".into()),
+            StoreError::Retryable("deadlock detected".into()),
+        ] {
+            let fake = Fake::new(vec![StoreError::Internal("bad row".into())], Err(record));
+            assert!(matches!(run(&fake), Err(StoreError::Unavailable(_))));
+        }
+    }
 }

@@ -13,7 +13,9 @@ use crate::ids::{DeliveryId, WorkspaceId};
 pub trait DeliveryRepository: Send + Sync {
     /// Stores a delivery with its outcome (one attempt counted unless `outcome` is `Pending`).
     /// Returns `false`, and changes nothing, when a delivery with the same idempotency key is
-    /// already stored.
+    /// already stored in the same scope: keys are unique per workspace (the given one, else the
+    /// one the delivery's phone_number_id routes to), and deliveries routed to no workspace
+    /// share one global scope.
     ///
     /// # Errors
     /// `Duplicate("id")` for a reused id; otherwise only `Unavailable` or `Internal`.
@@ -25,7 +27,8 @@ pub trait DeliveryRepository: Send + Sync {
         error: Option<String>,
     ) -> Result<bool, StoreError>;
 
-    /// The delivery stored under an idempotency key.
+    /// The earliest delivery stored under an idempotency key, in any scope. (A key longer than
+    /// 256 bytes is stored, and returned, as `sha256-long:` and its hash.)
     ///
     /// # Errors
     /// Only `Unavailable` or `Internal`.

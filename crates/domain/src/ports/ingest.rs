@@ -28,6 +28,11 @@ pub trait IngestRepository: Send + Sync {
     /// # Errors
     /// `Unavailable` when no connection can be had.
     async fn begin_ingest(&self) -> Result<Box<dyn IngestUnit>, StoreError>;
+
+    /// Waits a short, random while before a unit that failed with `Retryable` is run again
+    /// (`attempt` is the number of the attempt about to start, from 2), so that the
+    /// transactions that collided do not collide again in step.
+    async fn pause_before_retry(&self, attempt: u32);
 }
 
 /// The reads and writes of one ingest transaction. Every method runs inside it; nothing is

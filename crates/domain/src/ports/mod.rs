@@ -59,6 +59,12 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down; the caller may retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost a conflict with a concurrent one (a deadlock, a serialization
+    /// failure) and was rolled back: nothing of it was stored, and running the same unit of work
+    /// again is expected to succeed. Use cases that own a unit of work re-run it a bounded number
+    /// of times and then report `Unavailable`; to anyone else it means what `Unavailable` means.
+    #[error("transaction conflict: {0}")]
+    Retryable(String),
     /// Anything else: a bug or corrupt data.
     #[error("storage failure: {0}")]
     Internal(String),

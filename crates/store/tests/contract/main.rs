@@ -9,6 +9,7 @@ mod event_log;
 mod fixtures;
 mod identity;
 mod ingest;
+mod intake;
 mod messages;
 mod sending;
 mod snapshots;
@@ -261,6 +262,9 @@ contract!(
     sending::sends_are_written_pending_with_their_job_then_settle,
     sending::rate_limits_and_idempotency_keys_hold_in_the_database,
     sending::concurrent_workers_never_claim_the_same_job,
+    intake::ingest_beside_contact_patches_stores_every_message,
+    intake::idempotency_keys_are_namespaced_by_workspace,
+    intake::a_huge_delivery_is_stored_in_bounded_statements,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
@@ -440,4 +444,16 @@ async fn postgres_contact_updates_take_the_conversation_first() {
     edit.await
         .expect("task")
         .expect("the edit is not the deadlock's victim either");
+}
+
+/// SQLite's group commit shares a transaction between deliveries; a repeat must not be
+/// acknowledged from a batch that has not committed. (PostgreSQL's unique insert waits for the
+/// transaction holding the key.)
+#[tokio::test]
+async fn sqlite_duplicates_wait_for_the_original_to_be_durable() {
+    let db = TestDatabase::sqlite().expect("temp dir");
+    let store = sqlite::open(db.url(), &SecretKey::generate())
+        .await
+        .expect("open sqlite");
+    intake::sqlite_duplicates_wait_for_the_original_to_be_durable(store).await;
 }

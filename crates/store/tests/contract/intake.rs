@@ -1,0 +1,306 @@
+//! Intake under pressure: nothing acknowledged is lost, whatever runs beside it.
+
+use std::sync::Arc;
+
+use inbox_domain::contact::{ContactPatch, LeadScore, Tags};
+use inbox_domain::delivery::{DeliveryOutcome, NewDelivery};
+use inbox_domain::ingest::{DeliveryFacts, IngestOutcome, ingest};
+use inbox_domain::phone::PhoneE164;
+use inbox_domain::workspace::WorkspacePatch;
+
+use crate::Harness;
+use crate::fixtures::Team;
+use crate::ingest::{PHONE_NUMBER_ID, delivery, facts, inbound};
+
+const WA_ID: &str = "6281298765432";
+
+/// A workspace of a team, owning [`PHONE_NUMBER_ID`].
+async fn team(h: &Harness) -> Team {
+    let team = Team::new(h, "intake").await;
+    let patch = WorkspacePatch {
+        kapso_phone_number_id: Some(Some(PHONE_NUMBER_ID.into())),
+        ..WorkspacePatch::default()
+    };
+    h.repo
+        .update_workspace(team.ws, patch)
+        .await
+        .expect("patch");
+    team
+}
+
+/// Three senders post 40 messages each for one customer while two agents keep patching that
+/// customer's contact (tags, lead score): ingest locks the conversation then the contact, and a
+/// contact patch must take them in the same order, or PostgreSQL picks deadlock victims among
+/// the deliveries. Every delivery must be stored, with gap-free seqs.
+pub async fn ingest_beside_contact_patches_stores_every_message(h: Harness) {
+    let team = team(&h).await;
+    let out = ingest(
+        h.repo.as_ref(),
+        &delivery("first"),
+        &facts(vec![inbound("w-first", WA_ID, Some("Budi"), 1_000, "hi")]),
+    )
+    .await
+    .expect("first");
+    assert_eq!(out, IngestOutcome::Processed);
+    let phone = PhoneE164::from_wa_id(WA_ID).expect("phone");
+    let contact = h
+        .repo
+        .contact_id_by_phone(team.ws, &phone)
+        .await
+        .expect("lookup")
+        .expect("contact");
+
+    let mut senders = Vec::new();
+    for sender in 0..3 {
+        let repo = Arc::clone(&h.repo);
+        senders.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..40 {
+                let n = sender * 100 + i;
+                let f = facts(vec![inbound(
+                    &format!("w{n}"),
+                    WA_ID,
+                    Some("Budi"),
+                    2_000 + n,
+                    "burst",
+                )]);
+                outcomes.push(ingest(repo.as_ref(), &delivery(&format!("k{n}")), &f).await);
+            }
+            outcomes
+        }));
+    }
+    let mut agents = Vec::new();
+    for (agent, actor) in [team.owner, team.admin].into_iter().enumerate() {
+        let repo = Arc::clone(&h.repo);
+        agents.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for i in 0..40_i64 {
+                let patch = ContactPatch {
+                    tags: Some(Tags::parse(&[format!("t{agent}-{}", i % 3)]).expect("tags")),
+                    lead_score: Some(LeadScore::new(i).expect("score")),
+                    ..ContactPatch::default()
+                };
+                results.push(repo.update_contact(actor, contact, patch).await.map(drop));
+            }
+            results
+        }));
+    }
+    for sender in senders {
+        for out in sender.await.expect("sender") {
+            assert_eq!(out, Ok(IngestOutcome::Processed));
+        }
+    }
+    for agent in agents {
+        for result in agent.await.expect("agent") {
+            assert!(result.is_ok(), "patch: {result:?}");
+        }
+    }
+    let seqs: Vec<Option<i64>> = (1..=121).map(Some).collect();
+    assert_eq!(
+        h.raw.ints("SELECT seq FROM messages ORDER BY seq").await,
+        seqs
+    );
+    assert_eq!(
+        h.raw
+            .int("SELECT COUNT(*) FROM webhook_deliveries WHERE outcome = 'processed'")
+            .await,
+        121
+    );
+}
+
+/// An idempotency key is unique per workspace: one tenant's key cannot shadow another's
+/// delivery. Deliveries routed to no workspace share one namespace. A key of any length is
+/// stored and still deduplicates.
+pub async fn idempotency_keys_are_namespaced_by_workspace(h: Harness) {
+    let _acme = crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let _other = crate::ingest::workspace(&h, "other", "999999999999").await;
+    let to = |phone_number_id: &str, wamid: &str| DeliveryFacts {
+        phone_number_id: Some(phone_number_id.into()),
+        items: vec![inbound(wamid, WA_ID, None, 1_000, "hi")],
+    };
+    let keyed = |key: &str, phone_number_id: &str| NewDelivery {
+        phone_number_id: Some(phone_number_id.into()),
+        ..delivery(key)
+    };
+    let run = |key: String, phone_number_id: &'static str, wamid: &'static str| {
+        let repo = Arc::clone(&h.repo);
+        async move {
+            ingest(
+                repo.as_ref(),
+                &keyed(&key, phone_number_id),
+                &to(phone_number_id, wamid),
+            )
+            .await
+            .expect("ingest")
+        }
+    };
+    // The other tenant uses the same key first; acme's delivery is still applied.
+    assert_eq!(
+        run("shared".into(), "999999999999", "w-other").await,
+        IngestOutcome::Processed
+    );
+    assert_eq!(
+        run("shared".into(), PHONE_NUMBER_ID, "w-acme").await,
+        IngestOutcome::Processed
+    );
+    assert_eq!(
+        run("shared".into(), PHONE_NUMBER_ID, "w-acme").await,
+        IngestOutcome::Duplicate
+    );
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 2);
+
+    // Routed nowhere: one global namespace.
+    let ignored = |id: &str| NewDelivery {
+        phone_number_id: Some(id.into()),
+        ..delivery("nowhere")
+    };
+    for (phone_number_id, expected) in [("111", true), ("222", false)] {
+        assert_eq!(
+            h.repo
+                .record_delivery(
+                    &ignored(phone_number_id),
+                    None,
+                    DeliveryOutcome::Ignored,
+                    None
+                )
+                .await
+                .expect("record"),
+            expected
+        );
+    }
+
+    // A key far longer than any index entry may be.
+    let long = "k".repeat(20_000);
+    assert_eq!(
+        run(long.clone(), PHONE_NUMBER_ID, "w-long").await,
+        IngestOutcome::Processed
+    );
+    assert_eq!(
+        run(long.clone(), PHONE_NUMBER_ID, "w-long").await,
+        IngestOutcome::Duplicate
+    );
+    assert!(
+        h.repo
+            .delivery_by_idempotency_key(&long)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+}
+
+/// A delivery whose facts yield more events than one statement may carry values for (13,200
+/// messages: 66,000 event values, past PostgreSQL's 65,535 and SQLite's 32,766) is stored whole.
+pub async fn a_huge_delivery_is_stored_in_bounded_statements(h: Harness) {
+    crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let items = (0..13_200)
+        .map(|i| inbound(&format!("w{i}"), WA_ID, None, 1_000 + i, "many"))
+        .collect();
+    let out = ingest(h.repo.as_ref(), &delivery("huge"), &facts(items))
+        .await
+        .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 13_200);
+    assert_eq!(
+        h.raw
+            .count("SELECT COUNT(*) FROM events WHERE kind = 'message.created'")
+            .await,
+        13_200
+    );
+    // In the order they were appended.
+    let seqs = h
+        .raw
+        .ints(
+            "SELECT m.seq FROM events e JOIN messages m ON m.id = e.message_id \
+             WHERE e.kind = 'message.created' ORDER BY e.id",
+        )
+        .await;
+    let expected: Vec<Option<i64>> = (1..=13_200).map(Some).collect();
+    assert!(seqs == expected, "events out of order");
+}
+
+/// SQLite's group commit: a repeat of a delivery whose original is still in the open batch
+/// (written, not committed) is answered only once the original is durable. The repeat queues
+/// for the writer first, a hold on the writer second, the batch's committer last: when the hold
+/// gets the writer, the repeat has had its turn, and the committer has not.
+pub async fn sqlite_duplicates_wait_for_the_original_to_be_durable(
+    store: inbox_store::sqlite::SqliteStore,
+) {
+    use inbox_domain::ports::{DeliveryRepository, IngestRepository, WorkspaceRepository};
+    use inbox_store::testing::{hold_sqlite_writer, sqlite_writers_queued};
+
+    let ws = store
+        .create_workspace(crate::workspaces::new_workspace("acme"))
+        .await
+        .expect("workspace");
+    store
+        .update_workspace(
+            ws.id,
+            WorkspacePatch {
+                kapso_phone_number_id: Some(Some(PHONE_NUMBER_ID.into())),
+                ..WorkspacePatch::default()
+            },
+        )
+        .await
+        .expect("patch");
+    let store = Arc::new(store);
+    let original = delivery("k1");
+    let mut unit = store.begin_ingest().await.expect("begin");
+    let route = unit.route(PHONE_NUMBER_ID, None).await.expect("route");
+    assert!(route.is_some());
+    assert!(
+        unit.insert_delivery(&original, Some(ws.id), DeliveryOutcome::Processed, None)
+            .await
+            .expect("insert")
+    );
+
+    let repeat = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let f = facts(vec![inbound("w1", WA_ID, None, 1_000, "hi")]);
+            ingest(store.as_ref(), &delivery("k1"), &f).await
+        })
+    };
+    while sqlite_writers_queued(&store) < 1 {
+        tokio::task::yield_now().await;
+    }
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let hold = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let hold = hold_sqlite_writer(&store).await;
+            let _ = held_tx.send(());
+            let _ = release_rx.await;
+            drop(hold);
+        })
+    };
+    while sqlite_writers_queued(&store) < 2 {
+        tokio::task::yield_now().await;
+    }
+    let commit = tokio::spawn(async move { unit.commit().await });
+
+    held_rx.await.expect("held");
+    let durable = store
+        .delivery_by_idempotency_key("k1")
+        .await
+        .expect("read")
+        .is_some();
+    assert!(
+        !repeat.is_finished() || durable,
+        "the repeat was answered before its original was durable"
+    );
+    let _ = release_tx.send(());
+    hold.await.expect("hold");
+    commit.await.expect("commit task").expect("commit");
+    assert_eq!(
+        repeat.await.expect("repeat task"),
+        Ok(IngestOutcome::Duplicate)
+    );
+    assert!(
+        store
+            .delivery_by_idempotency_key("k1")
+            .await
+            .expect("read")
+            .is_some()
+    );
+}
