@@ -95,13 +95,14 @@ pub async fn attempt(
                         to,
                         text,
                         reply_to_wamid.as_deref(),
+                        None,
                     )
                     .await
             }
             OutboundContent::Template { template, .. } => {
                 state
                     .kapso
-                    .send_template(&phone_number_id, &api_key, to, template)
+                    .send_template(&phone_number_id, &api_key, to, template, None)
                     .await
             }
         },
