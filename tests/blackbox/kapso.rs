@@ -304,13 +304,27 @@ pub fn inbound(wamid: &str, text: &str, age: Duration) -> Value {
     })
 }
 
-/// Kapso's `whatsapp.message.sent` echo of a text message sent to the customer.
+/// Kapso's `whatsapp.message.sent` echo of a text message sent to the customer by someone
+/// else (the business app, a workflow): no callback data.
 pub fn echo(wamid: &str, text: &str) -> Value {
+    outbound_echo(wamid, json!({"type": "text", "text": {"body": text}}), None)
+}
+
+/// Kapso's `whatsapp.message.sent` echo of an outbound message with `content` (`type` and its
+/// object), carrying `callback` as the status's `biz_opaque_callback_data` when given.
+pub fn outbound_echo(wamid: &str, content: Value, callback: Option<&str>) -> Value {
+    let mut status = json!({"id": wamid, "status": "sent", "recipient_id": CUSTOMER});
+    if let Some(callback) = callback {
+        status["biz_opaque_callback_data"] = json!(callback);
+    }
+    let mut message = content;
+    message["id"] = json!(wamid);
+    message["timestamp"] = json!(unix_seconds(Duration::ZERO));
+    message["to"] = json!(CUSTOMER);
+    message["kapso"] = json!({"direction": "outbound", "status": "sent", "origin": "cloud_api",
+                              "statuses": [status]});
     json!({
-        "message": {"id": wamid, "timestamp": unix_seconds(Duration::ZERO), "type": "text", "to": CUSTOMER,
-                    "text": {"body": text},
-                    "kapso": {"direction": "outbound", "status": "sent", "origin": "cloud_api",
-                              "statuses": [{"id": wamid, "status": "sent", "recipient_id": CUSTOMER}]}},
+        "message": message,
         "conversation": conversation(),
         "is_new_conversation": false,
         "phone_number_id": PHONE_NUMBER_ID

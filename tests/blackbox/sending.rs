@@ -11,7 +11,9 @@ use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::kapso::{API_KEY, CUSTOMER, Inbox, PHONE_NUMBER_ID, delivered, echo, send};
+use crate::kapso::{
+    API_KEY, CUSTOMER, Inbox, PHONE_NUMBER_ID, delivered, echo, outbound_echo, send,
+};
 
 on_both_databases!(
     replies_reach_kapso_exactly_as_meta_expects,
@@ -23,6 +25,7 @@ on_both_databases!(
     a_pending_send_survives_a_restart,
     kapso_echoes_and_early_statuses_find_our_message,
     the_31st_send_in_a_minute_is_rate_limited,
+    a_workflows_template_does_not_claim_our_pending_template,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -63,6 +66,7 @@ async fn replies_reach_kapso_exactly_as_meta_expects(env: TestEnv) {
             "to": CUSTOMER,
             "type": "text",
             "text": {"body": "Pesanan Anda dikirim hari ini.", "preview_url": false},
+            "biz_opaque_callback_data": message["id"],
         }))
     );
 
@@ -172,6 +176,7 @@ async fn outside_the_window_only_templates_go_through(env: TestEnv) {
             "to": CUSTOMER,
             "type": "template",
             "template": {"name": "order_update", "language": {"code": "id"}, "components": components},
+            "biz_opaque_callback_data": body["message"]["id"],
         }))
     );
 }
@@ -343,10 +348,18 @@ async fn kapso_echoes_and_early_statuses_find_our_message(env: TestEnv) {
         "the early status applies"
     );
 
-    // The echo after the answer: the wamid is known, nothing new is stored.
-    inbox
-        .post_event("whatsapp.message.sent", &echo("wamid.FAKE.1", "Pertama"))
-        .await;
+    // The echo after the answer: the wamid is known, nothing new is stored. Kapso's echo
+    // carries our message id as the callback data the send set.
+    let first_id = id_of(&body);
+    let first_echo = inbox
+        .kapso
+        .echo_of("wamid.FAKE.1")
+        .expect("an accepted send");
+    assert_eq!(
+        first_echo["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"],
+        first_id.as_str()
+    );
+    inbox.post_event("whatsapp.message.sent", &first_echo).await;
     assert_eq!(inbox.messages().await.len(), 2);
 
     // The echo before the answer: Kapso times out on us, the echo comes in.
@@ -355,16 +368,26 @@ async fn kapso_echoes_and_early_statuses_find_our_message(env: TestEnv) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["message"]["status"], "pending");
     let id = id_of(&body);
+    // Another sender's message with the same text is not ours: no callback data, so it is
+    // stored as a message of its own.
     inbox
-        .post_event("whatsapp.message.sent", &echo("wamid.ECHO.2", "Kedua"))
+        .post_event("whatsapp.message.sent", &echo("wamid.OTHER.2", "Kedua"))
+        .await;
+    assert_eq!(inbox.message(&id).await.status.as_str(), "pending");
+    let text = json!({"type": "text", "text": {"body": "Kedua"}});
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.ECHO.2", text, Some(&id)),
+        )
         .await;
     let settled = inbox.wait_for_status(&id, "sent").await;
     assert_eq!(settled.wamid.as_deref(), Some("wamid.ECHO.2"));
     assert_eq!(settled.sender_type.as_str(), "user");
     assert_eq!(
         inbox.messages().await.len(),
-        3,
-        "no second message for the echo"
+        4,
+        "no second message for our echo, one for the other sender's"
     );
     assert_eq!(
         inbox
@@ -377,8 +400,10 @@ async fn kapso_echoes_and_early_statuses_find_our_message(env: TestEnv) {
         .post_event("whatsapp.message.sent", &echo("wamid.APP.3", "Dari HP"))
         .await;
     let messages = inbox.messages().await;
-    assert_eq!(messages.len(), 4);
+    assert_eq!(messages.len(), 5);
+    assert_eq!(messages[3].wamid.as_deref(), Some("wamid.OTHER.2"));
     assert_eq!(messages[3].sender_type.as_str(), "external");
+    assert_eq!(messages[4].sender_type.as_str(), "external");
 }
 
 async fn the_31st_send_in_a_minute_is_rate_limited(env: TestEnv) {
@@ -397,4 +422,67 @@ async fn the_31st_send_in_a_minute_is_rate_limited(env: TestEnv) {
         .expect("a Retry-After in seconds");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(inbox.kapso.sends().len(), 30);
+}
+
+async fn a_workflows_template_does_not_claim_our_pending_template(env: TestEnv) {
+    // Retries far away: only an echo could settle our message.
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_SEND_RETRY_BASE_MS", "600000")]).await;
+    let ours = json!({"name": "order_update", "language": {"code": "id"},
+                      "components": [{"type": "body", "parameters": [{"type": "text", "text": "ORD-1"}]}]});
+    inbox.kapso.script(FakeReply::Hang);
+    let (status, body, _) = inbox
+        .send(
+            &json!({"conversation_id": inbox.conversation_id, "template": ours}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"]["status"], "pending");
+    let id = id_of(&body);
+
+    // A workflow sends another template, then ours filled in for another order.
+    let other = json!({"type": "template", "template": {"name": "welcome", "language": {"code": "id"}, "components": []}});
+    let same_name = json!({"type": "template", "template": {"name": "order_update", "language": {"code": "id"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "ORD-2"}]}]}});
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.FLOW.1", other, None),
+        )
+        .await;
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.FLOW.2", same_name, None),
+        )
+        .await;
+    // Even the very same template from a workflow is not ours: our sends carry callback data.
+    let identical = json!({"type": "template", "template": ours});
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.FLOW.3", identical.clone(), None),
+        )
+        .await;
+    let messages = inbox.messages().await;
+    assert_eq!(messages.len(), 5, "three workflow messages of their own");
+    let mine = inbox.message(&id).await;
+    assert_eq!(mine.status.as_str(), "pending");
+    assert_eq!(mine.wamid, None);
+    assert_eq!(
+        inbox.env.scalar("SELECT COUNT(*) FROM send_jobs").await,
+        1,
+        "our retry is still scheduled"
+    );
+
+    // Our own echo, by its callback data, settles it.
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.OURS.4", identical, Some(&id)),
+        )
+        .await;
+    let settled = inbox.wait_for_status(&id, "sent").await;
+    assert_eq!(settled.wamid.as_deref(), Some("wamid.OURS.4"));
+    assert_eq!(inbox.messages().await.len(), 5);
 }

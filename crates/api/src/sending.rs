@@ -81,6 +81,8 @@ pub async fn attempt(
     attempts: u32,
 ) -> Result<AttemptOutcome, StoreError> {
     let credentials = state.repo.kapso_credentials(workspace_id).await?;
+    // Our message id, so that Kapso's echo and statuses find this very message.
+    let callback = message_id.to_string();
     let result = match usable(credentials) {
         Some((phone_number_id, api_key)) => match content {
             OutboundContent::Text {
@@ -95,14 +97,14 @@ pub async fn attempt(
                         to,
                         text,
                         reply_to_wamid.as_deref(),
-                        None,
+                        Some(&callback),
                     )
                     .await
             }
             OutboundContent::Template { template, .. } => {
                 state
                     .kapso
-                    .send_template(&phone_number_id, &api_key, to, template, None)
+                    .send_template(&phone_number_id, &api_key, to, template, Some(&callback))
                     .await
             }
         },

@@ -710,5 +710,15 @@ async fn the_fakes_echo_of_a_send_carries_its_callback_data() {
         echo["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"],
         "msg-1"
     );
+    // It parses as an outbound message carrying the callback data.
+    let raw = echo.to_string();
+    let facts = inbox_kapso::parse_delivery(Some("whatsapp.message.sent"), raw.as_bytes());
+    let Ok(facts) = facts else {
+        panic!("the echo parses: {facts:?}");
+    };
+    let Some(inbox_domain::ingest::Fact::Message(message)) = facts.items.first() else {
+        panic!("a message: {facts:?}");
+    };
+    assert_eq!(message.callback_data.as_deref(), Some("msg-1"));
     assert!(kapso.echo_of("wamid.NONE").is_none());
 }

@@ -12,6 +12,7 @@ use crate::event::{EventKind, NewEvent};
 use crate::ids::{ContactId, MessageId, WorkspaceId};
 use crate::message::{DeliveryStatus, Direction, MessageError, MessageKind};
 use crate::ports::{DeliveryRepository, IngestRepository, IngestUnit, StoreError};
+use crate::sending::{EchoContent, OwnSendMatch};
 use crate::timestamp::Timestamp;
 
 /// What became of a delivery.
@@ -463,11 +464,18 @@ async fn store_message(
     if m.direction == Direction::Outbound {
         // An echo of a message this API is sending whose wamid we have not recorded yet: it
         // is that message, not a new one.
-        let text = (m.kind == MessageKind::text())
-            .then_some(m.text.as_deref())
-            .flatten();
+        let sought = OwnSendMatch {
+            callback_data: m.callback_data.clone(),
+            content: Some(EchoContent {
+                kind: m.kind.clone(),
+                text: (m.kind == MessageKind::text())
+                    .then(|| m.text.clone())
+                    .flatten(),
+                template: m.template.as_deref().cloned(),
+            }),
+        };
         if let Some(own) = unit
-            .claim_unsent_outbound(workspace_id, conversation.id, &m.kind, text, &m.wamid)
+            .claim_unsent_outbound(workspace_id, conversation.id, &sought, &m.wamid)
             .await?
         {
             let updates: Vec<(DeliveryStatus, Option<MessageError>)> =

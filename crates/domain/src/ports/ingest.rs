@@ -15,8 +15,9 @@ use crate::ingest::{
     ContactState, ConversationState, CustomerRef, IngestRoute, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
-use crate::message::{DeliveryStatus, MessageError, MessageKind};
+use crate::message::{DeliveryStatus, MessageError};
 use crate::phone::PhoneE164;
+use crate::sending::OwnSendMatch;
 use crate::timestamp::Timestamp;
 
 /// Starts ingest units.
@@ -180,9 +181,13 @@ pub trait IngestUnit: Send {
         wamid: &str,
     ) -> Result<Option<MessageStatusState>, StoreError>;
 
-    /// Gives `wamid` to the oldest message this API is still sending in the conversation
-    /// (outbound, `pending`, no wamid yet) of the same kind and, when `text` is given, the same
-    /// text; `None` when there is none, or when a message already has this wamid.
+    /// Gives `wamid` to the message this API is still sending in the conversation (outbound,
+    /// `pending`, no wamid yet) that `sought` names; `None` when there is none, or when a
+    /// message already has this wamid.
+    ///
+    /// With callback data, only the message whose id it is can match. Without, only sends made
+    /// before callback data was introduced can, by content ([`OwnSendMatch::same_content`]):
+    /// the oldest such one.
     ///
     /// Kapso's `whatsapp.message.sent` echo of our own send can arrive before Kapso's answer to
     /// the send tells us the wamid; this is how the echo finds our message instead of becoming
@@ -195,8 +200,7 @@ pub trait IngestUnit: Send {
         &mut self,
         workspace_id: WorkspaceId,
         conversation_id: ConversationId,
-        kind: &MessageKind,
-        text: Option<&str>,
+        sought: &OwnSendMatch,
         wamid: &str,
     ) -> Result<Option<MessageStatusState>, StoreError>;
 

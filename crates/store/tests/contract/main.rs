@@ -244,6 +244,7 @@ contract!(
     sending::sends_are_written_pending_with_their_job_then_settle,
     sending::rate_limits_and_idempotency_keys_hold_in_the_database,
     sending::concurrent_workers_never_claim_the_same_job,
+    sending::echoes_find_our_sends_by_callback_data_and_old_ones_by_whole_content,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
