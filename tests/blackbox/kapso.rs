@@ -27,8 +27,9 @@ pub const WEBHOOK_SECRET: &str = "wh_sec_test_123";
 pub const CUSTOMER: &str = "6281234567890";
 
 /// Settings that keep retries fast: a short Kapso timeout and backoff, a quick poll.
-pub const FAST_RETRIES: [(&str, &str); 4] = [
+pub const FAST_RETRIES: [(&str, &str); 5] = [
     ("INBOX_KAPSO_TIMEOUT_MS", "500"),
+    ("INBOX_SEND_ECHO_WINDOW_MS", "100"),
     ("INBOX_SEND_RETRY_BASE_MS", "50"),
     ("INBOX_SEND_RETRY_MAX_MS", "400"),
     ("INBOX_SEND_POLL_MS", "25"),
@@ -110,6 +111,11 @@ impl Inbox {
     /// Stops the API with SIGTERM and waits for it to exit.
     pub async fn stop_api(&mut self) -> std::process::ExitStatus {
         self.api.take().expect("the API is running").stop().await
+    }
+
+    /// Kills the API with SIGKILL, as a crash would.
+    pub async fn kill_api(&mut self) {
+        self.api.take().expect("the API is running").kill().await;
     }
 
     /// Starts the API again with the same settings.

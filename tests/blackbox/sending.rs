@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use inbox_domain::event::EventKind;
+use inbox_domain::message::Message;
 use inbox_kapso::fake::FakeReply;
 use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::StatusCode;
@@ -25,6 +26,9 @@ on_both_databases!(
     a_pending_send_survives_a_restart,
     kapso_echoes_and_early_statuses_find_our_message,
     the_31st_send_in_a_minute_is_rate_limited,
+    a_client_hanging_up_does_not_send_twice,
+    a_send_kapso_answers_late_is_not_sent_again,
+    a_crash_before_the_wamid_is_stored_does_not_send_again,
     a_workflows_template_does_not_claim_our_pending_template,
 );
 
@@ -422,6 +426,114 @@ async fn the_31st_send_in_a_minute_is_rate_limited(env: TestEnv) {
         .expect("a Retry-After in seconds");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(inbox.kapso.sends().len(), 30);
+}
+
+/// The only outbound message this API sent, once it is `status`.
+async fn our_send_settles(inbox: &Inbox, status: &str) -> Message {
+    inbox
+        .wait_for(&format!("our send to be {status}"), async |inbox| {
+            inbox
+                .messages()
+                .await
+                .into_iter()
+                .find(|m| m.sender_user_id.is_some() && m.status.as_str() == status)
+        })
+        .await
+}
+
+/// No job is left that could send it again.
+async fn no_send_job_left(inbox: &Inbox) {
+    assert_eq!(
+        inbox.env.scalar("SELECT COUNT(*) FROM send_jobs").await,
+        0,
+        "a job is left that could send it again"
+    );
+}
+
+async fn a_client_hanging_up_does_not_send_twice(env: TestEnv) {
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_KAPSO_TIMEOUT_MS", "1000")]).await;
+    // Kapso takes 0.8 s to accept; the client gives up after 0.2 s.
+    inbox.kapso.set_latency(Some(Duration::from_millis(800)));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("a client");
+    let result = impatient
+        .post(inbox.api().url("/api/messages/send"))
+        .bearer_auth(&inbox.seeded.token)
+        .json(&inbox.text("Jangan dua kali"))
+        .send()
+        .await;
+    assert!(result.is_err(), "the client hung up before the answer");
+
+    let sent = our_send_settles(&inbox, "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.1"));
+    no_send_job_left(&inbox).await;
+    assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso send request");
+}
+
+async fn a_send_kapso_answers_late_is_not_sent_again(env: TestEnv) {
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_KAPSO_TIMEOUT_MS", "1000")]).await;
+    // Kapso accepts at once but answers after 2.5 s, well after our 1 s timeout.
+    inbox
+        .kapso
+        .set_answer_latency(Some(Duration::from_millis(2500)));
+    let (status, body, _) = inbox.send(&inbox.text("Terlambat dijawab"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"]["status"], "pending", "{body}");
+    let id = id_of(&body);
+
+    let sent = inbox.wait_for_status(&id, "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.1"));
+    no_send_job_left(&inbox).await;
+    assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso send request");
+    let looked_up = inbox
+        .kapso
+        .requests()
+        .iter()
+        .filter(|r| r.is_history_read())
+        .map(|r| (r.header("x-api-key").map(str::to_owned), r.query_pairs()))
+        .collect::<Vec<_>>();
+    let (key, query) = looked_up.first().expect("the history was asked");
+    assert_eq!(key.as_deref(), Some(API_KEY));
+    assert!(
+        query.contains(&("direction".to_owned(), "outbound".to_owned())),
+        "{query:?}"
+    );
+    assert!(query.iter().any(|(name, _)| name == "since"), "{query:?}");
+}
+
+async fn a_crash_before_the_wamid_is_stored_does_not_send_again(env: TestEnv) {
+    // Time enough to kill the API before its own timeout settles anything.
+    let settings = [("INBOX_KAPSO_TIMEOUT_MS", "2000")];
+    let mut inbox = Inbox::start(env, HOUR, &settings).await;
+    // Kapso accepts, and the API dies before the answer arrives.
+    inbox
+        .kapso
+        .set_answer_latency(Some(Duration::from_secs(600)));
+    let http = inbox.http.clone();
+    let token = inbox.seeded.token.clone();
+    let body = inbox.text("Sebelum crash");
+    let url = inbox.api().url("/api/messages/send");
+    let request = tokio::spawn(async move {
+        // The answer never comes: the server dies.
+        let _ = http.post(url).bearer_auth(token).json(&body).send().await;
+    });
+    inbox
+        .wait_for("Kapso to accept the send", async |inbox| {
+            (!inbox.kapso.accepted().is_empty()).then_some(())
+        })
+        .await;
+    inbox.kill_api().await;
+    request.await.expect("request task");
+    let pending = our_send_settles(&inbox, "pending").await;
+
+    inbox.kapso.set_answer_latency(None);
+    inbox.restart(&settings).await;
+    let sent = inbox.wait_for_status(&pending.id.to_string(), "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.1"));
+    no_send_job_left(&inbox).await;
+    assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso send request");
 }
 
 async fn a_workflows_template_does_not_claim_our_pending_template(env: TestEnv) {
