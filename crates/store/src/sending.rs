@@ -428,10 +428,13 @@ macro_rules! impl_sending {
                 )
                 .await?;
                 if current.wamid.is_none() {
-                    // Kapso's echo normally finds this message by content; if it was stored as
-                    // a message of its own all the same, that row is this message twice.
+                    // Kapso's echo normally finds this message by its callback data; if it was
+                    // stored as a message of its own all the same, that row is this message
+                    // twice. Only an echo's row (no sender user): another send of ours keeps its
+                    // wamid, and this one fails on the unique key instead.
                     let duplicate: Option<Uuid> = sqlx::query_scalar(
                         "DELETE FROM messages WHERE workspace_id = $1 AND wamid = $2 AND id <> $3 \
+                           AND sender_user_id IS NULL \
                          RETURNING id",
                     )
                     .bind(workspace_id.as_uuid())

@@ -245,6 +245,7 @@ contract!(
     sending::rate_limits_and_idempotency_keys_hold_in_the_database,
     sending::concurrent_workers_never_claim_the_same_job,
     sending::echoes_find_our_sends_by_callback_data_and_old_ones_by_whole_content,
+    sending::a_wamid_another_of_our_sends_has_is_never_taken_from_it,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the

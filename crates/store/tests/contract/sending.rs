@@ -490,3 +490,20 @@ pub async fn echoes_find_our_sends_by_callback_data_and_old_ones_by_whole_conten
         Some("y6")
     );
 }
+
+pub async fn a_wamid_another_of_our_sends_has_is_never_taken_from_it(h: Harness) {
+    let team = Team::new(&h, "acme").await;
+    let id = conversation(&h, &team).await;
+    let first = create(&h, &new_send(&team, id, "Satu", NOW)).await;
+    let second = create(&h, &new_send(&team, id, "Dua", NOW + 1)).await;
+    h.repo
+        .record_send_accepted(team.ws, first.id, "w1")
+        .await
+        .expect("first accepted");
+    // A wrong wamid for the second (a history lookup that guessed by content, say) must not
+    // delete the first as if it were a stray copy of an echo.
+    let taken = h.repo.record_send_accepted(team.ws, second.id, "w1").await;
+    assert!(taken.is_err(), "{taken:?}");
+    assert_eq!(wamid_of(&h, &team, first.id).await.as_deref(), Some("w1"));
+    assert_eq!(wamid_of(&h, &team, second.id).await, None);
+}
