@@ -30,6 +30,7 @@ on_both_databases!(
     a_send_kapso_answers_late_is_not_sent_again,
     a_crash_before_the_wamid_is_stored_does_not_send_again,
     a_workflows_template_does_not_claim_our_pending_template,
+    a_history_guess_never_takes_another_messages_wamid,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -597,4 +598,29 @@ async fn a_workflows_template_does_not_claim_our_pending_template(env: TestEnv) 
     let settled = inbox.wait_for_status(&id, "sent").await;
     assert_eq!(settled.wamid.as_deref(), Some("wamid.OURS.4"));
     assert_eq!(inbox.messages().await.len(), 5);
+}
+
+async fn a_history_guess_never_takes_another_messages_wamid(env: TestEnv) {
+    let inbox = Inbox::start(env, HOUR, &[]).await;
+    // A history without callback data: a lookup can only compare content.
+    inbox.kapso.set_history_keeps_callback_data(false);
+    let (status, first, _) = inbox.send(&inbox.text("Ya"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["message"]["wamid"], "wamid.FAKE.1");
+    // The same words again; this attempt times out without reaching Kapso's history.
+    inbox.kapso.script(FakeReply::Hang);
+    let (status, second, _) = inbox.send(&inbox.text("Ya"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["message"]["status"], "pending");
+
+    // The history's only "Ya" is the first message: not this one, which is sent after all.
+    let sent = inbox.wait_for_status(&id_of(&second), "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.2"));
+    let kept = inbox.message(&id_of(&first)).await;
+    assert_eq!(kept.wamid.as_deref(), Some("wamid.FAKE.1"));
+    assert_eq!(
+        inbox.kapso.sends().len(),
+        3,
+        "the first, the hung one, the retry"
+    );
 }

@@ -125,12 +125,38 @@ pub async fn attempt(
                     .kapso
                     .find_sent(&phone_number_id, &api_key, &sought)
                     .await
-                    .map(|found| found.map(|sent| (sent, "kapso's history shows the message sent")))
             } else {
                 Ok(None)
             };
             match earlier {
-                Ok(Some(found)) => Ok(found),
+                Ok(Some(found)) => {
+                    match state
+                        .repo
+                        .record_send_accepted(workspace_id, message_id, &found.wamid)
+                        .await
+                    {
+                        Ok(message) => {
+                            tracing::info!(
+                                message.id = %message_id,
+                                attempts,
+                                "kapso's history shows the message sent"
+                            );
+                            return Ok(AttemptOutcome::Sent(message));
+                        }
+                        // The history matched by content a message another of our sends
+                        // already owns: it is not this one, which did not go out.
+                        Err(StoreError::Duplicate(_)) => {
+                            tracing::warn!(
+                                message.id = %message_id,
+                                "the history's match is another of our messages; sending"
+                            );
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    send(state, &phone_number_id, &api_key, to, content, &callback)
+                        .await
+                        .map(|sent| (sent, "kapso accepted the message"))
+                }
                 Ok(None) => send(state, &phone_number_id, &api_key, to, content, &callback)
                     .await
                     .map(|sent| (sent, "kapso accepted the message")),

@@ -344,6 +344,12 @@ impl FakeKapso {
         self.lock().answer_latency = latency;
     }
 
+    /// Whether the message history shows the `biz_opaque_callback_data` of sends (initially
+    /// `true`). The reference does not promise it does; `false` tries the lookup without it.
+    pub fn set_history_keeps_callback_data(&self, keeps: bool) {
+        self.lock().history_hides_callback_data = !keeps;
+    }
+
     /// Every message accepted so far, oldest first, as the history lists them.
     #[must_use]
     pub fn accepted(&self) -> Vec<AcceptedMessage> {
@@ -473,6 +479,7 @@ struct Shared {
     latency: Option<Duration>,
     answer_latency: Option<Duration>,
     accepted: Vec<AcceptedMessage>,
+    history_hides_callback_data: bool,
     next_wamid: u64,
     next_execution: u64,
     conversations: Vec<FakeConversation>,
@@ -489,6 +496,7 @@ impl Default for Shared {
             latency: None,
             answer_latency: None,
             accepted: Vec::new(),
+            history_hides_callback_data: false,
             next_wamid: 0,
             next_execution: 0,
             conversations: Vec::new(),
@@ -824,7 +832,7 @@ fn history(shared: &Mutex<Shared>, request: &RecordedRequest, phone_number_id: &
         .iter()
         .skip(skip)
         .take(limit)
-        .map(|m| history_record(m))
+        .map(|m| history_record(m, !shared.history_hides_callback_data))
         .collect();
     let more = skip + data.len() < matching.len();
     let after = more.then(|| (skip + data.len()).to_string());
@@ -840,12 +848,16 @@ fn history(shared: &Mutex<Shared>, request: &RecordedRequest, phone_number_id: &
 }
 
 /// One history record: the message as Meta shapes it, Kapso's fields under `kapso`.
-fn history_record(sent: &AcceptedMessage) -> Value {
+fn history_record(sent: &AcceptedMessage, with_callback_data: bool) -> Value {
     let mut record = sent.content.clone();
     record["id"] = json!(sent.wamid);
     record["timestamp"] = json!(sent.timestamp.to_string());
     record["to"] = json!(sent.to);
-    if let Some(callback) = &sent.biz_opaque_callback_data {
+    if let Some(callback) = sent
+        .biz_opaque_callback_data
+        .as_ref()
+        .filter(|_| with_callback_data)
+    {
         record["biz_opaque_callback_data"] = json!(callback);
     }
     record["kapso"] = json!({
