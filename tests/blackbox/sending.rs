@@ -31,6 +31,7 @@ on_both_databases!(
     a_crash_before_the_wamid_is_stored_does_not_send_again,
     a_workflows_template_does_not_claim_our_pending_template,
     a_history_guess_never_takes_another_messages_wamid,
+    a_status_carrying_our_callback_data_finds_our_pending_send,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -622,5 +623,37 @@ async fn a_history_guess_never_takes_another_messages_wamid(env: TestEnv) {
         inbox.kapso.sends().len(),
         3,
         "the first, the hung one, the retry"
+    );
+}
+
+async fn a_status_carrying_our_callback_data_finds_our_pending_send(env: TestEnv) {
+    // Retries far away: only the status can settle our message.
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_SEND_RETRY_BASE_MS", "600000")]).await;
+    inbox.kapso.script(FakeReply::Hang);
+    let (status, body, _) = inbox.send(&inbox.text("Sampai?"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"]["status"], "pending");
+    let id = id_of(&body);
+
+    // Someone else's status for a wamid we do not know is kept for later, not given to us.
+    let mut stranger = delivered("wamid.ELSE.1");
+    stranger["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"] = json!("crm-7f3a");
+    inbox
+        .post_event("whatsapp.message.delivered", &stranger)
+        .await;
+    assert_eq!(inbox.message(&id).await.wamid, None);
+
+    // Kapso's `delivered` for our send, its answer and echo lost: the callback data finds it.
+    let mut ours = delivered("wamid.OURS.1");
+    ours["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"] = json!(id);
+    inbox.post_event("whatsapp.message.delivered", &ours).await;
+    let settled = inbox.wait_for_status(&id, "delivered").await;
+    assert_eq!(settled.wamid.as_deref(), Some("wamid.OURS.1"));
+    assert_eq!(inbox.messages().await.len(), 2, "no message of its own");
+    assert_eq!(
+        inbox
+            .message_events(EventKind::MessageUpdated, &id, 1)
+            .await,
+        1
     );
 }

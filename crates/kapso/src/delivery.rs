@@ -405,6 +405,9 @@ fn v2_status(event: &str, message: WaMessage, conversation: &Conversation) -> Op
         error,
         customer,
         kapso_conversation_id: present(conversation.id.as_deref()),
+        callback_data: history
+            .iter()
+            .find_map(|s| present(s.biz_opaque_callback_data.as_deref())),
     }))
 }
 
@@ -595,6 +598,7 @@ fn meta_status(status: &MetaStatus) -> Option<Fact> {
             profile_name: None,
         },
         kapso_conversation_id: None,
+        callback_data: present(status.biz_opaque_callback_data.as_deref()),
     }))
 }
 

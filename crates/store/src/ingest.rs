@@ -876,6 +876,45 @@ macro_rules! impl_ingest {
                 }))
             }
 
+            async fn claim_own_send(
+                &mut self,
+                workspace_id: WorkspaceId,
+                id: MessageId,
+                wamid: &str,
+            ) -> Result<Option<MessageStatusState>, StoreError> {
+                self.flush().await?;
+                let row: Option<(Uuid, String)> = sqlx::query_as(
+                    "UPDATE messages SET wamid = $3 \
+                     WHERE id = $2 AND workspace_id = $1 \
+                       AND wamid IS NULL AND status = 'pending' \
+                       AND direction = 'outbound' AND sender_user_id IS NOT NULL \
+                       AND NOT EXISTS (SELECT 1 FROM messages o \
+                         WHERE o.workspace_id = $1 AND o.wamid = $3) \
+                     RETURNING conversation_id, status",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(id.as_uuid())
+                .bind(wamid)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                let Some((conversation_id, status)) = row else {
+                    return Ok(None);
+                };
+                let contact_id: Uuid =
+                    sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
+                        .bind(conversation_id)
+                        .fetch_one(&mut *self.tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                Ok(Some(MessageStatusState {
+                    id,
+                    conversation_id: ConversationId::from_uuid(conversation_id),
+                    contact_id: ContactId::from_uuid(contact_id),
+                    status: delivery_status(&status)?,
+                }))
+            }
+
             async fn update_message_status(
                 &mut self,
                 workspace_id: WorkspaceId,

@@ -270,6 +270,7 @@ async fn apply_facts(
     for status in &plan.statuses {
         let update = (status.status, status.error.clone());
         if !update_stored_message(unit, workspace.id, &status.wamid, &[update], &mut events).await?
+            && !claim_by_callback(unit, workspace.id, status, &mut events).await?
         {
             let pending = PendingStatus {
                 wamid: status.wamid.clone(),
@@ -535,6 +536,45 @@ async fn store_message(
         update_stored_message(unit, workspace_id, &m.wamid, &updates, events).await?;
     }
     Ok(false)
+}
+
+/// A status for a wamid we do not know yet that names one of our pending sends by its callback
+/// data: gives that message the wamid and applies the status. `false` when it names none.
+async fn claim_by_callback(
+    unit: &mut dyn IngestUnit,
+    workspace_id: WorkspaceId,
+    status: &StatusUpdate,
+    events: &mut Vec<NewEvent>,
+) -> Result<bool, StoreError> {
+    let sought = OwnSendMatch {
+        callback_data: status.callback_data.clone(),
+        content: None,
+    };
+    let Some(id) = sought.message_id() else {
+        return Ok(false);
+    };
+    let Some(own) = unit.claim_own_send(workspace_id, id, &status.wamid).await? else {
+        return Ok(false);
+    };
+    let updates = [
+        (DeliveryStatus::Sent, None),
+        (status.status, status.error.clone()),
+    ];
+    if let Some((to, error)) =
+        fold_statuses(own.status, updates.iter().map(|(s, e)| (*s, e.as_ref())))
+    {
+        unit.update_message_status(workspace_id, own.id, to, error)
+            .await?;
+    }
+    // The wamid changed even when the status did not.
+    events.push(NewEvent {
+        workspace_id,
+        kind: EventKind::MessageUpdated,
+        conversation_id: Some(own.conversation_id),
+        contact_id: Some(own.contact_id),
+        message_id: Some(own.id),
+    });
+    Ok(true)
 }
 
 /// Moves a stored message's status forward; `false` when no message has that wamid.

@@ -204,6 +204,22 @@ pub trait IngestUnit: Send {
         wamid: &str,
     ) -> Result<Option<MessageStatusState>, StoreError>;
 
+    /// Gives `wamid` to the message `id` when this API is still sending it (outbound,
+    /// `pending`, no wamid yet) and no message has this wamid yet; `None` otherwise.
+    ///
+    /// A status that carries our message id as callback data finds its message this way
+    /// before Kapso's answer or echo told us the wamid. The caller holds the wamid's lock
+    /// ([`Self::lock_message`] took it), as the sender does before it locks the message.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn claim_own_send(
+        &mut self,
+        workspace_id: WorkspaceId,
+        id: MessageId,
+        wamid: &str,
+    ) -> Result<Option<MessageStatusState>, StoreError>;
+
     /// Sets a message's status, and its error when one is given.
     ///
     /// # Errors

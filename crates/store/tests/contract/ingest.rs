@@ -89,6 +89,7 @@ fn status(wamid: &str, status: DeliveryStatus, error: Option<MessageError>) -> F
         error,
         customer: customer(WA_ID, None),
         kapso_conversation_id: None,
+        callback_data: None,
     })
 }
 
