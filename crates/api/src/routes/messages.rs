@@ -78,7 +78,9 @@ pub struct SendResponse {
 /// The message is stored `pending` (and announced as `message.created`) before Kapso is
 /// called, then becomes `sent` with its wamid or `failed` with Kapso's error
 /// (`message.updated`). A transient Kapso failure answers 201 with the `pending` message and is
-/// retried in the background with backoff; its outcome arrives as one `message.updated`.
+/// retried in the background with backoff; its outcome arrives as one `message.updated`. A send
+/// goes out at most once: when Kapso may have accepted it without answering (a timeout), Kapso's
+/// history is asked before it is tried again, and a client hanging up does not stop it.
 ///
 /// `Idempotency-Key` (1..=255 characters, per user, kept 24 h): a repeat with the same body
 /// returns the original status and body and sends nothing, also while the first is still
