@@ -153,13 +153,9 @@ pub async fn attempt(
                         }
                         Err(e) => return Err(e),
                     }
-                    send(state, &phone_number_id, &api_key, to, content, &callback)
-                        .await
-                        .map(|sent| (sent, "kapso accepted the message"))
+                    send(state, &phone_number_id, &api_key, to, content, &callback).await
                 }
-                Ok(None) => send(state, &phone_number_id, &api_key, to, content, &callback)
-                    .await
-                    .map(|sent| (sent, "kapso accepted the message")),
+                Ok(None) => send(state, &phone_number_id, &api_key, to, content, &callback).await,
                 Err(error) => Err(HistoryUnreadable(error).into()),
             }
         }
@@ -167,8 +163,8 @@ pub async fn attempt(
     };
     let settings = &state.sending;
     match result {
-        Ok((sent, how)) => {
-            tracing::info!(message.id = %message_id, attempts, "{how}");
+        Ok(sent) => {
+            tracing::info!(message.id = %message_id, attempts, "kapso accepted the message");
             let message = state
                 .repo
                 .record_send_accepted(workspace_id, message_id, &sent.wamid)
