@@ -27,8 +27,9 @@ pub const WEBHOOK_SECRET: &str = "wh_sec_test_123";
 pub const CUSTOMER: &str = "6281234567890";
 
 /// Settings that keep retries fast: a short Kapso timeout and backoff, a quick poll.
-pub const FAST_RETRIES: [(&str, &str); 4] = [
+pub const FAST_RETRIES: [(&str, &str); 5] = [
     ("INBOX_KAPSO_TIMEOUT_MS", "500"),
+    ("INBOX_SEND_ECHO_WINDOW_MS", "100"),
     ("INBOX_SEND_RETRY_BASE_MS", "50"),
     ("INBOX_SEND_RETRY_MAX_MS", "400"),
     ("INBOX_SEND_POLL_MS", "25"),
@@ -110,6 +111,11 @@ impl Inbox {
     /// Stops the API with SIGTERM and waits for it to exit.
     pub async fn stop_api(&mut self) -> std::process::ExitStatus {
         self.api.take().expect("the API is running").stop().await
+    }
+
+    /// Kills the API with SIGKILL, as a crash would.
+    pub async fn kill_api(&mut self) {
+        self.api.take().expect("the API is running").kill().await;
     }
 
     /// Starts the API again with the same settings.
@@ -304,13 +310,27 @@ pub fn inbound(wamid: &str, text: &str, age: Duration) -> Value {
     })
 }
 
-/// Kapso's `whatsapp.message.sent` echo of a text message sent to the customer.
+/// Kapso's `whatsapp.message.sent` echo of a text message sent to the customer by someone
+/// else (the business app, a workflow): no callback data.
 pub fn echo(wamid: &str, text: &str) -> Value {
+    outbound_echo(wamid, json!({"type": "text", "text": {"body": text}}), None)
+}
+
+/// Kapso's `whatsapp.message.sent` echo of an outbound message with `content` (`type` and its
+/// object), carrying `callback` as the status's `biz_opaque_callback_data` when given.
+pub fn outbound_echo(wamid: &str, content: Value, callback: Option<&str>) -> Value {
+    let mut status = json!({"id": wamid, "status": "sent", "recipient_id": CUSTOMER});
+    if let Some(callback) = callback {
+        status["biz_opaque_callback_data"] = json!(callback);
+    }
+    let mut message = content;
+    message["id"] = json!(wamid);
+    message["timestamp"] = json!(unix_seconds(Duration::ZERO));
+    message["to"] = json!(CUSTOMER);
+    message["kapso"] = json!({"direction": "outbound", "status": "sent", "origin": "cloud_api",
+                              "statuses": [status]});
     json!({
-        "message": {"id": wamid, "timestamp": unix_seconds(Duration::ZERO), "type": "text", "to": CUSTOMER,
-                    "text": {"body": text},
-                    "kapso": {"direction": "outbound", "status": "sent", "origin": "cloud_api",
-                              "statuses": [{"id": wamid, "status": "sent", "recipient_id": CUSTOMER}]}},
+        "message": message,
         "conversation": conversation(),
         "is_new_conversation": false,
         "phone_number_id": PHONE_NUMBER_ID

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use inbox_domain::event::EventKind;
+use inbox_domain::message::Message;
 use inbox_kapso::fake::FakeReply;
 use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::kapso::{API_KEY, CUSTOMER, Inbox, PHONE_NUMBER_ID, delivered, echo, send};
+use crate::kapso::{
+    API_KEY, CUSTOMER, Inbox, PHONE_NUMBER_ID, delivered, echo, outbound_echo, send,
+};
 
 on_both_databases!(
     replies_reach_kapso_exactly_as_meta_expects,
@@ -23,6 +26,12 @@ on_both_databases!(
     a_pending_send_survives_a_restart,
     kapso_echoes_and_early_statuses_find_our_message,
     the_31st_send_in_a_minute_is_rate_limited,
+    a_client_hanging_up_does_not_send_twice,
+    a_send_kapso_answers_late_is_not_sent_again,
+    a_crash_before_the_wamid_is_stored_does_not_send_again,
+    a_workflows_template_does_not_claim_our_pending_template,
+    a_history_guess_never_takes_another_messages_wamid,
+    a_status_carrying_our_callback_data_finds_our_pending_send,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -63,6 +72,7 @@ async fn replies_reach_kapso_exactly_as_meta_expects(env: TestEnv) {
             "to": CUSTOMER,
             "type": "text",
             "text": {"body": "Pesanan Anda dikirim hari ini.", "preview_url": false},
+            "biz_opaque_callback_data": message["id"],
         }))
     );
 
@@ -172,6 +182,7 @@ async fn outside_the_window_only_templates_go_through(env: TestEnv) {
             "to": CUSTOMER,
             "type": "template",
             "template": {"name": "order_update", "language": {"code": "id"}, "components": components},
+            "biz_opaque_callback_data": body["message"]["id"],
         }))
     );
 }
@@ -343,10 +354,18 @@ async fn kapso_echoes_and_early_statuses_find_our_message(env: TestEnv) {
         "the early status applies"
     );
 
-    // The echo after the answer: the wamid is known, nothing new is stored.
-    inbox
-        .post_event("whatsapp.message.sent", &echo("wamid.FAKE.1", "Pertama"))
-        .await;
+    // The echo after the answer: the wamid is known, nothing new is stored. Kapso's echo
+    // carries our message id as the callback data the send set.
+    let first_id = id_of(&body);
+    let first_echo = inbox
+        .kapso
+        .echo_of("wamid.FAKE.1")
+        .expect("an accepted send");
+    assert_eq!(
+        first_echo["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"],
+        first_id.as_str()
+    );
+    inbox.post_event("whatsapp.message.sent", &first_echo).await;
     assert_eq!(inbox.messages().await.len(), 2);
 
     // The echo before the answer: Kapso times out on us, the echo comes in.
@@ -355,16 +374,26 @@ async fn kapso_echoes_and_early_statuses_find_our_message(env: TestEnv) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["message"]["status"], "pending");
     let id = id_of(&body);
+    // Another sender's message with the same text is not ours: no callback data, so it is
+    // stored as a message of its own.
     inbox
-        .post_event("whatsapp.message.sent", &echo("wamid.ECHO.2", "Kedua"))
+        .post_event("whatsapp.message.sent", &echo("wamid.OTHER.2", "Kedua"))
+        .await;
+    assert_eq!(inbox.message(&id).await.status.as_str(), "pending");
+    let text = json!({"type": "text", "text": {"body": "Kedua"}});
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.ECHO.2", text, Some(&id)),
+        )
         .await;
     let settled = inbox.wait_for_status(&id, "sent").await;
     assert_eq!(settled.wamid.as_deref(), Some("wamid.ECHO.2"));
     assert_eq!(settled.sender_type.as_str(), "user");
     assert_eq!(
         inbox.messages().await.len(),
-        3,
-        "no second message for the echo"
+        4,
+        "no second message for our echo, one for the other sender's"
     );
     assert_eq!(
         inbox
@@ -377,8 +406,10 @@ async fn kapso_echoes_and_early_statuses_find_our_message(env: TestEnv) {
         .post_event("whatsapp.message.sent", &echo("wamid.APP.3", "Dari HP"))
         .await;
     let messages = inbox.messages().await;
-    assert_eq!(messages.len(), 4);
+    assert_eq!(messages.len(), 5);
+    assert_eq!(messages[3].wamid.as_deref(), Some("wamid.OTHER.2"));
     assert_eq!(messages[3].sender_type.as_str(), "external");
+    assert_eq!(messages[4].sender_type.as_str(), "external");
 }
 
 async fn the_31st_send_in_a_minute_is_rate_limited(env: TestEnv) {
@@ -397,4 +428,232 @@ async fn the_31st_send_in_a_minute_is_rate_limited(env: TestEnv) {
         .expect("a Retry-After in seconds");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(inbox.kapso.sends().len(), 30);
+}
+
+/// The only outbound message this API sent, once it is `status`.
+async fn our_send_settles(inbox: &Inbox, status: &str) -> Message {
+    inbox
+        .wait_for(&format!("our send to be {status}"), async |inbox| {
+            inbox
+                .messages()
+                .await
+                .into_iter()
+                .find(|m| m.sender_user_id.is_some() && m.status.as_str() == status)
+        })
+        .await
+}
+
+/// No job is left that could send it again.
+async fn no_send_job_left(inbox: &Inbox) {
+    assert_eq!(
+        inbox.env.scalar("SELECT COUNT(*) FROM send_jobs").await,
+        0,
+        "a job is left that could send it again"
+    );
+}
+
+async fn a_client_hanging_up_does_not_send_twice(env: TestEnv) {
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_KAPSO_TIMEOUT_MS", "1000")]).await;
+    // Kapso takes 0.8 s to accept; the client gives up after 0.2 s.
+    inbox.kapso.set_latency(Some(Duration::from_millis(800)));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("a client");
+    let result = impatient
+        .post(inbox.api().url("/api/messages/send"))
+        .bearer_auth(&inbox.seeded.token)
+        .json(&inbox.text("Jangan dua kali"))
+        .send()
+        .await;
+    assert!(result.is_err(), "the client hung up before the answer");
+
+    let sent = our_send_settles(&inbox, "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.1"));
+    no_send_job_left(&inbox).await;
+    assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso send request");
+}
+
+async fn a_send_kapso_answers_late_is_not_sent_again(env: TestEnv) {
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_KAPSO_TIMEOUT_MS", "1000")]).await;
+    // Kapso accepts at once but answers after 2.5 s, well after our 1 s timeout.
+    inbox
+        .kapso
+        .set_answer_latency(Some(Duration::from_millis(2500)));
+    let (status, body, _) = inbox.send(&inbox.text("Terlambat dijawab"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"]["status"], "pending", "{body}");
+    let id = id_of(&body);
+
+    let sent = inbox.wait_for_status(&id, "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.1"));
+    no_send_job_left(&inbox).await;
+    assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso send request");
+    let looked_up = inbox
+        .kapso
+        .requests()
+        .iter()
+        .filter(|r| r.is_history_read())
+        .map(|r| (r.header("x-api-key").map(str::to_owned), r.query_pairs()))
+        .collect::<Vec<_>>();
+    let (key, query) = looked_up.first().expect("the history was asked");
+    assert_eq!(key.as_deref(), Some(API_KEY));
+    assert!(
+        query.contains(&("direction".to_owned(), "outbound".to_owned())),
+        "{query:?}"
+    );
+    assert!(query.iter().any(|(name, _)| name == "since"), "{query:?}");
+}
+
+async fn a_crash_before_the_wamid_is_stored_does_not_send_again(env: TestEnv) {
+    // Time enough to kill the API before its own timeout settles anything.
+    let settings = [("INBOX_KAPSO_TIMEOUT_MS", "2000")];
+    let mut inbox = Inbox::start(env, HOUR, &settings).await;
+    // Kapso accepts, and the API dies before the answer arrives.
+    inbox
+        .kapso
+        .set_answer_latency(Some(Duration::from_secs(600)));
+    let http = inbox.http.clone();
+    let token = inbox.seeded.token.clone();
+    let body = inbox.text("Sebelum crash");
+    let url = inbox.api().url("/api/messages/send");
+    let request = tokio::spawn(async move {
+        // The answer never comes: the server dies.
+        let _ = http.post(url).bearer_auth(token).json(&body).send().await;
+    });
+    inbox
+        .wait_for("Kapso to accept the send", async |inbox| {
+            (!inbox.kapso.accepted().is_empty()).then_some(())
+        })
+        .await;
+    inbox.kill_api().await;
+    request.await.expect("request task");
+    let pending = our_send_settles(&inbox, "pending").await;
+
+    inbox.kapso.set_answer_latency(None);
+    inbox.restart(&settings).await;
+    let sent = inbox.wait_for_status(&pending.id.to_string(), "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.1"));
+    no_send_job_left(&inbox).await;
+    assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso send request");
+}
+
+async fn a_workflows_template_does_not_claim_our_pending_template(env: TestEnv) {
+    // Retries far away: only an echo could settle our message.
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_SEND_RETRY_BASE_MS", "600000")]).await;
+    let ours = json!({"name": "order_update", "language": {"code": "id"},
+                      "components": [{"type": "body", "parameters": [{"type": "text", "text": "ORD-1"}]}]});
+    inbox.kapso.script(FakeReply::Hang);
+    let (status, body, _) = inbox
+        .send(
+            &json!({"conversation_id": inbox.conversation_id, "template": ours}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"]["status"], "pending");
+    let id = id_of(&body);
+
+    // A workflow sends another template, then ours filled in for another order.
+    let other = json!({"type": "template", "template": {"name": "welcome", "language": {"code": "id"}, "components": []}});
+    let same_name = json!({"type": "template", "template": {"name": "order_update", "language": {"code": "id"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "ORD-2"}]}]}});
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.FLOW.1", other, None),
+        )
+        .await;
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.FLOW.2", same_name, None),
+        )
+        .await;
+    // Even the very same template from a workflow is not ours: our sends carry callback data.
+    let identical = json!({"type": "template", "template": ours});
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.FLOW.3", identical.clone(), None),
+        )
+        .await;
+    let messages = inbox.messages().await;
+    assert_eq!(messages.len(), 5, "three workflow messages of their own");
+    let mine = inbox.message(&id).await;
+    assert_eq!(mine.status.as_str(), "pending");
+    assert_eq!(mine.wamid, None);
+    assert_eq!(
+        inbox.env.scalar("SELECT COUNT(*) FROM send_jobs").await,
+        1,
+        "our retry is still scheduled"
+    );
+
+    // Our own echo, by its callback data, settles it.
+    inbox
+        .post_event(
+            "whatsapp.message.sent",
+            &outbound_echo("wamid.OURS.4", identical, Some(&id)),
+        )
+        .await;
+    let settled = inbox.wait_for_status(&id, "sent").await;
+    assert_eq!(settled.wamid.as_deref(), Some("wamid.OURS.4"));
+    assert_eq!(inbox.messages().await.len(), 5);
+}
+
+async fn a_history_guess_never_takes_another_messages_wamid(env: TestEnv) {
+    let inbox = Inbox::start(env, HOUR, &[]).await;
+    // A history without callback data: a lookup can only compare content.
+    inbox.kapso.set_history_keeps_callback_data(false);
+    let (status, first, _) = inbox.send(&inbox.text("Ya"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["message"]["wamid"], "wamid.FAKE.1");
+    // The same words again; this attempt times out without reaching Kapso's history.
+    inbox.kapso.script(FakeReply::Hang);
+    let (status, second, _) = inbox.send(&inbox.text("Ya"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["message"]["status"], "pending");
+
+    // The history's only "Ya" is the first message: not this one, which is sent after all.
+    let sent = inbox.wait_for_status(&id_of(&second), "sent").await;
+    assert_eq!(sent.wamid.as_deref(), Some("wamid.FAKE.2"));
+    let kept = inbox.message(&id_of(&first)).await;
+    assert_eq!(kept.wamid.as_deref(), Some("wamid.FAKE.1"));
+    assert_eq!(
+        inbox.kapso.sends().len(),
+        3,
+        "the first, the hung one, the retry"
+    );
+}
+
+async fn a_status_carrying_our_callback_data_finds_our_pending_send(env: TestEnv) {
+    // Retries far away: only the status can settle our message.
+    let inbox = Inbox::start(env, HOUR, &[("INBOX_SEND_RETRY_BASE_MS", "600000")]).await;
+    inbox.kapso.script(FakeReply::Hang);
+    let (status, body, _) = inbox.send(&inbox.text("Sampai?"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["message"]["status"], "pending");
+    let id = id_of(&body);
+
+    // Someone else's status for a wamid we do not know is kept for later, not given to us.
+    let mut stranger = delivered("wamid.ELSE.1");
+    stranger["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"] = json!("crm-7f3a");
+    inbox
+        .post_event("whatsapp.message.delivered", &stranger)
+        .await;
+    assert_eq!(inbox.message(&id).await.wamid, None);
+
+    // Kapso's `delivered` for our send, its answer and echo lost: the callback data finds it.
+    let mut ours = delivered("wamid.OURS.1");
+    ours["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"] = json!(id);
+    inbox.post_event("whatsapp.message.delivered", &ours).await;
+    let settled = inbox.wait_for_status(&id, "delivered").await;
+    assert_eq!(settled.wamid.as_deref(), Some("wamid.OURS.1"));
+    assert_eq!(inbox.messages().await.len(), 2, "no message of its own");
+    assert_eq!(
+        inbox
+            .message_events(EventKind::MessageUpdated, &id, 1)
+            .await,
+        1
+    );
 }

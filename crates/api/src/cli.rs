@@ -87,6 +87,12 @@ pub struct ServeArgs {
     #[arg(long, env = "INBOX_SEND_MAX_ATTEMPTS", default_value_t = 12)]
     pub send_max_attempts: u32,
 
+    /// How long Kapso's echo of a send whose outcome is unknown (the request timed out after
+    /// it was written) may take, in milliseconds: the send is looked up in Kapso's message
+    /// history, and retried only if it is not there, no sooner than this.
+    #[arg(long, env = "INBOX_SEND_ECHO_WINDOW_MS", default_value_t = 5_000)]
+    pub send_echo_window_ms: u64,
+
     /// How often the outbox worker looks for sends due for a retry, in milliseconds.
     #[arg(long, env = "INBOX_SEND_POLL_MS", default_value_t = 1_000)]
     pub send_poll_ms: u64,
@@ -346,6 +352,7 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
             max_attempts: args.send_max_attempts.max(1),
         },
         poll_interval: Duration::from_millis(args.send_poll_ms.max(1)),
+        echo_window: Duration::from_millis(args.send_echo_window_ms),
         ..SendSettings::for_timeout(kapso_timeout)
     };
     let state = AppState::new(repo.clone(), kapso, sending)

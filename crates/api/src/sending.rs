@@ -3,10 +3,19 @@
 //!
 //! A send is stored `pending` with its durable job before Kapso is called
 //! ([`SendRepository::create_send`](inbox_domain::ports::SendRepository::create_send)). The
-//! request that created it makes the first attempt while it holds the job's lease; a transient
-//! failure (timeout, 5xx, 429, 409) reschedules the job with backoff, and the worker that every
-//! `inbox-api` process runs ([`spawn_outbox_worker`]) claims due jobs from the database, so a
-//! send survives a restart and several instances never make the same attempt twice.
+//! request that created it makes the first attempt while it holds the job's lease, in a task of
+//! its own that the request only awaits, so a client hanging up cannot cut an attempt short; a
+//! transient failure (timeout, 5xx, 429, 409) reschedules the job with backoff, and the worker
+//! that every `inbox-api` process runs ([`spawn_outbox_worker`]) claims due jobs from the
+//! database, so a send survives a restart and several instances never make the same attempt
+//! twice.
+//!
+//! A send goes out at most once per intent. Every send carries its message id as
+//! `biz_opaque_callback_data`, so its echo and statuses find it. A failure after the request was
+//! written (a timeout waiting for Kapso's answer) leaves the outcome unknown: the retry waits at
+//! least the echo window, and every retry (also one after a crash mid-attempt) first asks
+//! Kapso's message history whether an earlier attempt went out, records its wamid if so, and
+//! sends only if not.
 
 use std::time::Duration;
 
@@ -16,7 +25,7 @@ use inbox_domain::ports::StoreError;
 use inbox_domain::sending::{Backoff, DEFAULT_SENDS_PER_MINUTE, OutboundContent, SendJob};
 use inbox_domain::workspace::KapsoCredentials;
 use inbox_domain::{MessageId, Timestamp, WorkspaceId};
-use inbox_kapso::KapsoError;
+use inbox_kapso::{KapsoError, SoughtContent, SoughtSend};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -34,6 +43,9 @@ pub struct SendSettings {
     pub lease: Duration,
     /// How often the worker looks for due jobs.
     pub poll_interval: Duration,
+    /// How long the echo of a send whose outcome is unknown may take: it is retried (after a
+    /// look at Kapso's history) no sooner than this.
+    pub echo_window: Duration,
 }
 
 impl SendSettings {
@@ -43,8 +55,10 @@ impl SendSettings {
         Self {
             sends_per_minute: DEFAULT_SENDS_PER_MINUTE,
             backoff: Backoff::default(),
-            lease: kapso_timeout + Duration::from_secs(5),
+            // A retry may make two calls: the history lookup, then the send.
+            lease: kapso_timeout * 2 + Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            echo_window: Duration::from_secs(5),
         }
     }
 }
@@ -66,8 +80,17 @@ pub enum AttemptOutcome {
     Retrying,
 }
 
+/// Clock skew allowed between us and Kapso when asking its history for messages sent since a
+/// message was created.
+const HISTORY_SKEW_MILLIS: i64 = 60_000;
+
 /// One attempt to send a message: Kapso is called with the workspace's current credentials and
 /// the outcome is recorded (`sent` with the wamid, `failed` with the error, or rescheduled).
+///
+/// Attempt `attempts > 1` may follow one that reached Kapso without us learning it (a timeout
+/// after the request was written, a crash before the wamid was stored): it first asks Kapso's
+/// message history for a message carrying this message's id, and records that one instead of
+/// sending again. When the history cannot be read, nothing is sent and the job is rescheduled.
 ///
 /// # Errors
 /// A storage failure while recording; the job keeps its lease and is attempted again when it
@@ -81,30 +104,61 @@ pub async fn attempt(
     attempts: u32,
 ) -> Result<AttemptOutcome, StoreError> {
     let credentials = state.repo.kapso_credentials(workspace_id).await?;
+    let callback = message_id.to_string();
     let result = match usable(credentials) {
-        Some((phone_number_id, api_key)) => match content {
-            OutboundContent::Text {
-                text,
-                reply_to_wamid,
-            } => {
+        Some((phone_number_id, api_key)) => {
+            let earlier = if attempts > 1 {
+                let sought = SoughtSend {
+                    callback_data: &callback,
+                    to,
+                    content: match content {
+                        OutboundContent::Text { text, .. } => SoughtContent::Text(text.as_str()),
+                        OutboundContent::Template { template, .. } => {
+                            SoughtContent::Template(template)
+                        }
+                    },
+                    since: Timestamp::from_millis(
+                        created_millis(message_id).saturating_sub(HISTORY_SKEW_MILLIS),
+                    ),
+                };
                 state
                     .kapso
-                    .send_text(
-                        &phone_number_id,
-                        &api_key,
-                        to,
-                        text,
-                        reply_to_wamid.as_deref(),
-                    )
+                    .find_sent(&phone_number_id, &api_key, &sought)
                     .await
+            } else {
+                Ok(None)
+            };
+            match earlier {
+                Ok(Some(found)) => {
+                    match state
+                        .repo
+                        .record_send_accepted(workspace_id, message_id, &found.wamid)
+                        .await
+                    {
+                        Ok(message) => {
+                            tracing::info!(
+                                message.id = %message_id,
+                                attempts,
+                                "kapso's history shows the message sent"
+                            );
+                            return Ok(AttemptOutcome::Sent(message));
+                        }
+                        // The history matched by content a message another of our sends
+                        // already owns: it is not this one, which did not go out.
+                        Err(StoreError::Duplicate(_)) => {
+                            tracing::warn!(
+                                message.id = %message_id,
+                                "the history's match is another of our messages; sending"
+                            );
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    send(state, &phone_number_id, &api_key, to, content, &callback).await
+                }
+                Ok(None) => send(state, &phone_number_id, &api_key, to, content, &callback).await,
+                Err(error) => Err(HistoryUnreadable(error).into()),
             }
-            OutboundContent::Template { template, .. } => {
-                state
-                    .kapso
-                    .send_template(&phone_number_id, &api_key, to, template)
-                    .await
-            }
-        },
+        }
         None => Err(not_configured()),
     };
     let settings = &state.sending;
@@ -118,10 +172,16 @@ pub async fn attempt(
             Ok(AttemptOutcome::Sent(message))
         }
         Err(error) if error.is_transient() && !settings.backoff.exhausted(attempts) => {
-            let delay = settings.backoff.delay(attempts, error.retry_after());
+            let mut delay = settings.backoff.delay(attempts, error.retry_after());
+            if error.outcome_unknown() {
+                // Kapso may have sent it: give its echo time to arrive (which settles the
+                // message) and its history time to show it, before looking there.
+                delay = delay.max(settings.echo_window);
+            }
             tracing::warn!(
                 message.id = %message_id,
                 attempts,
+                outcome_unknown = error.outcome_unknown(),
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 %error,
                 "send failed for now; retrying later"
@@ -144,6 +204,71 @@ pub async fn attempt(
             Ok(AttemptOutcome::Failed(message, error))
         }
     }
+}
+
+/// A history lookup that failed: the earlier attempt's outcome is still unknown, so nothing may
+/// be sent. Retried as a transient failure even when Kapso refused the lookup for good, since
+/// giving up would fail a message that may have been delivered.
+struct HistoryUnreadable(KapsoError);
+
+impl From<HistoryUnreadable> for KapsoError {
+    fn from(HistoryUnreadable(error): HistoryUnreadable) -> Self {
+        Self::Transient {
+            reason: format!("cannot look the earlier attempt up in Kapso's history: {error}"),
+            retry_after: error.retry_after(),
+            outcome_unknown: true,
+        }
+    }
+}
+
+/// The one call that sends: the message's id goes along as `biz_opaque_callback_data`.
+async fn send(
+    state: &AppState,
+    phone_number_id: &str,
+    api_key: &inbox_domain::workspace::Secret,
+    to: &PhoneE164,
+    content: &OutboundContent,
+    callback: &str,
+) -> Result<inbox_kapso::SentMessage, KapsoError> {
+    match content {
+        OutboundContent::Text {
+            text,
+            reply_to_wamid,
+        } => {
+            state
+                .kapso
+                .send_text(
+                    phone_number_id,
+                    api_key,
+                    to,
+                    text,
+                    reply_to_wamid.as_deref(),
+                    Some(callback),
+                )
+                .await
+        }
+        OutboundContent::Template { template, .. } => {
+            state
+                .kapso
+                .send_template(phone_number_id, api_key, to, template, Some(callback))
+                .await
+        }
+    }
+}
+
+/// When a message was created, from its time-ordered (UUIDv7) id; now for any other id.
+fn created_millis(message_id: MessageId) -> i64 {
+    message_id
+        .as_uuid()
+        .get_timestamp()
+        .map(|at| {
+            let (seconds, nanos) = at.to_unix();
+            i64::try_from(seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000)
+                .saturating_add(i64::from(nanos / 1_000_000))
+        })
+        .unwrap_or_else(|| Timestamp::now().as_millis())
 }
 
 /// The phone number id and API key, when both are configured.

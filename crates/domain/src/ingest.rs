@@ -81,6 +81,11 @@ pub struct IncomingMessage {
     pub status: DeliveryStatus,
     /// Kapso's conversation id, when given.
     pub kapso_conversation_id: Option<String>,
+    /// The `biz_opaque_callback_data` its send carried (echoes of outbound messages): for our
+    /// own sends, the message's id.
+    pub callback_data: Option<String>,
+    /// The template, for an echo of a template message.
+    pub template: Option<Box<crate::sending::TemplateSignature>>,
     /// The message object as delivered, unknown fields included.
     pub raw: serde_json::Value,
 }
@@ -100,6 +105,9 @@ pub struct StatusUpdate {
     pub customer: CustomerRef,
     /// Kapso's conversation id, when given.
     pub kapso_conversation_id: Option<String>,
+    /// The `biz_opaque_callback_data` of the send, when the status carries it: for our own
+    /// sends, the message's id, which finds the message before its wamid is known.
+    pub callback_data: Option<String>,
 }
 
 /// Kapso's own conversation lifecycle (`whatsapp.conversation.created`, `.ended`, `.inactive`).

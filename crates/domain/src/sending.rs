@@ -75,6 +75,125 @@ impl OutboundContent {
     }
 }
 
+/// What identifies a template message by content: its name, its language code and every
+/// parameter of every component, in order. Two template messages with the same signature say
+/// the same thing to the customer; a template a Kapso workflow sent (another name, or the same
+/// one filled in differently) has another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateSignature {
+    /// The template's name.
+    pub name: String,
+    /// The language code (`id`, `en_US`).
+    pub language: String,
+    /// Per component: its `type`, `sub_type` and `index` (as text, since Meta's examples write
+    /// `"0"` where others write `0`) and its `parameters` as given.
+    pub components: Vec<(String, String, String, serde_json::Value)>,
+}
+
+impl TemplateSignature {
+    /// The signature of a template object in Meta's send shape (`{name, language,
+    /// components?}`, `language` as a code or `{"code": ...}`). `None` without a name or
+    /// language.
+    #[must_use]
+    pub fn from_meta(template: &serde_json::Value) -> Option<Self> {
+        use serde_json::Value;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.trim().to_owned(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let name = template.get("name").and_then(Value::as_str)?.trim();
+        let language = match template.get("language")? {
+            Value::String(code) => code.trim(),
+            other => other.get("code").and_then(Value::as_str)?.trim(),
+        };
+        if name.is_empty() || language.is_empty() {
+            return None;
+        }
+        let components = template
+            .get("components")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    text(c.get("type")).to_ascii_lowercase(),
+                    text(c.get("sub_type")).to_ascii_lowercase(),
+                    text(c.get("index")),
+                    c.get("parameters")
+                        .cloned()
+                        .unwrap_or(Value::Array(Vec::new())),
+                )
+            })
+            // A component without parameters says nothing the template itself does not.
+            .filter(|(_, _, _, parameters)| parameters.as_array().is_none_or(|p| !p.is_empty()))
+            .collect();
+        Some(Self {
+            name: name.to_owned(),
+            language: language.to_owned(),
+            components,
+        })
+    }
+}
+
+/// How an outbound message Kapso reports (the echo of a send, a status) may be one of ours
+/// that has no wamid yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnSendMatch {
+    /// The `biz_opaque_callback_data` it carries: every send since callback data was introduced
+    /// carries its message id there, and then only that id decides.
+    pub callback_data: Option<String>,
+    /// For echoes without callback data (sends made before), the content to compare with:
+    /// the kind, the text of a text message, and the signature of a template.
+    pub content: Option<EchoContent>,
+}
+
+/// What an echo says, for matching a pending send by content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchoContent {
+    /// The message kind.
+    pub kind: MessageKind,
+    /// The body of a text message.
+    pub text: Option<String>,
+    /// The template, for a template message.
+    pub template: Option<TemplateSignature>,
+}
+
+impl OwnSendMatch {
+    /// The message id the callback data names, when it is one of ours.
+    #[must_use]
+    pub fn message_id(&self) -> Option<MessageId> {
+        self.callback_data
+            .as_deref()
+            .and_then(|c| c.trim().parse::<uuid::Uuid>().ok())
+            .map(MessageId::from_uuid)
+    }
+
+    /// Whether a pending send that carried no callback data (made before callback data was
+    /// introduced) says what this echo says: same kind; the same text for text; for a template
+    /// the same name, language and parameters. Anything else, and any echo that carries
+    /// callback data, never matches by content.
+    #[must_use]
+    pub fn same_content(&self, pending: &OutboundContent) -> bool {
+        if self.callback_data.is_some() {
+            return false;
+        }
+        let Some(echo) = &self.content else {
+            return false;
+        };
+        if echo.kind != pending.kind() {
+            return false;
+        }
+        match pending {
+            OutboundContent::Text { text, .. } => echo.text.as_deref() == Some(text.as_str()),
+            OutboundContent::Template { template, .. } => {
+                let ours = TemplateSignature::from_meta(template);
+                ours.is_some() && echo.template == ours
+            }
+        }
+    }
+}
+
 /// A client's `Idempotency-Key` with the hash of the request it came with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyClaim {
@@ -248,5 +367,98 @@ mod tests {
         assert_eq!(template.kind().as_str(), "template");
         assert_eq!(template.text(), "Template: order_update");
         assert!(!template.needs_open_window());
+    }
+
+    fn template(value: serde_json::Value) -> OutboundContent {
+        OutboundContent::Template {
+            name: value["name"].as_str().unwrap_or_default().to_owned(),
+            template: value,
+        }
+    }
+
+    fn echo(
+        kind: &str,
+        text: Option<&str>,
+        template: Option<serde_json::Value>,
+        callback: Option<&str>,
+    ) -> OwnSendMatch {
+        OwnSendMatch {
+            callback_data: callback.map(str::to_owned),
+            content: Some(EchoContent {
+                kind: MessageKind::new(kind),
+                text: text.map(str::to_owned),
+                template: template.as_ref().and_then(TemplateSignature::from_meta),
+            }),
+        }
+    }
+
+    #[test]
+    fn callback_data_names_our_message_by_id_only() {
+        let id = MessageId::new();
+        assert_eq!(
+            echo("text", None, None, Some(&id.to_string())).message_id(),
+            Some(id)
+        );
+        assert_eq!(
+            echo("text", None, None, Some(&format!(" {id} "))).message_id(),
+            Some(id)
+        );
+        assert_eq!(
+            echo("text", None, None, Some("crm-msg-7f3a")).message_id(),
+            None
+        );
+        assert_eq!(echo("text", None, None, None).message_id(), None);
+        // An echo with callback data never matches by content, even when the content is ours.
+        let ours = OutboundContent::Text {
+            text: MessageText::parse("Halo").expect("valid"),
+            reply_to_wamid: None,
+        };
+        assert!(echo("text", Some("Halo"), None, None).same_content(&ours));
+        assert!(!echo("text", Some("Halo"), None, Some("crm-msg-7f3a")).same_content(&ours));
+        assert!(!echo("text", Some("Halo!"), None, None).same_content(&ours));
+        assert!(!echo("image", Some("Halo"), None, None).same_content(&ours));
+    }
+
+    #[test]
+    fn templates_match_by_name_language_and_every_parameter() {
+        let body = |order: &str| {
+            serde_json::json!([{"type": "BODY", "parameters": [{"type": "text", "text": order}]},
+                               {"type": "button", "sub_type": "url", "index": 0,
+                                "parameters": [{"type": "text", "text": "track"}]}])
+        };
+        let ours = template(
+            serde_json::json!({"name": "order_update", "language": "id", "components": body("ORD-1")}),
+        );
+        let as_echoed = serde_json::json!({"name": "order_update", "language": {"code": "id"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "ORD-1"}]},
+                           {"type": "button", "sub_type": "url", "index": "0",
+                            "parameters": [{"type": "text", "text": "track"}]}]});
+        assert!(echo("template", None, Some(as_echoed), None).same_content(&ours));
+        for other in [
+            serde_json::json!({"name": "welcome", "language": "id", "components": body("ORD-1")}),
+            serde_json::json!({"name": "order_update", "language": "en", "components": body("ORD-1")}),
+            serde_json::json!({"name": "order_update", "language": "id", "components": body("ORD-2")}),
+            serde_json::json!({"name": "order_update", "language": "id"}),
+        ] {
+            assert!(
+                !echo("template", None, Some(other.clone()), None).same_content(&ours),
+                "{other}"
+            );
+        }
+        // An echo whose template we cannot read matches nothing.
+        assert!(!echo("template", None, None, None).same_content(&ours));
+        // Components without parameters add nothing.
+        let bare = template(serde_json::json!({"name": "hello_world", "language": "en_US"}));
+        let echoed = serde_json::json!({"name": "hello_world", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": []}]});
+        assert!(echo("template", None, Some(echoed), None).same_content(&bare));
+        assert_eq!(
+            TemplateSignature::from_meta(&serde_json::json!({"name": "x"})),
+            None
+        );
+        assert_eq!(
+            TemplateSignature::from_meta(&serde_json::json!({"language": "id"})),
+            None
+        );
     }
 }

@@ -11,8 +11,10 @@ mod workflows;
 
 use std::time::{Duration, Instant};
 
+use inbox_domain::Timestamp;
 use inbox_domain::message::MessageText;
 use inbox_domain::phone::PhoneE164;
+use inbox_domain::sending::TemplateSignature;
 use inbox_domain::workspace::Secret;
 use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Method, Url};
@@ -124,7 +126,9 @@ impl KapsoClient {
     /// Sends a free-form text message, optionally quoting `reply_to_wamid`.
     ///
     /// `POST {base}/meta/whatsapp/v24.0/{phone_number_id}/messages` with Meta's text body; `to`
-    /// is the contact's digits without `+`, as Kapso's examples write it.
+    /// is the contact's digits without `+`, as Kapso's examples write it. `callback_data` (at
+    /// most 512 characters) travels as `biz_opaque_callback_data`, which WhatsApp echoes in the
+    /// statuses of the message and Kapso keeps in its history.
     ///
     /// # Errors
     /// [`KapsoError::WindowClosed`] outside the 24-hour window; [`KapsoError::Transient`] for
@@ -136,6 +140,7 @@ impl KapsoClient {
         to: &PhoneE164,
         text: &MessageText,
         reply_to_wamid: Option<&str>,
+        callback_data: Option<&str>,
     ) -> Result<SentMessage, KapsoError> {
         let mut body = json!({
             "messaging_product": "whatsapp",
@@ -147,6 +152,7 @@ impl KapsoClient {
         if let Some(wamid) = reply_to_wamid {
             body["context"] = json!({ "message_id": wamid });
         }
+        with_callback(&mut body, callback_data)?;
         self.send("send_text", phone_number_id, api_key, &body)
             .await
     }
@@ -167,17 +173,95 @@ impl KapsoClient {
         api_key: &Secret,
         to: &PhoneE164,
         template: &Value,
+        callback_data: Option<&str>,
     ) -> Result<SentMessage, KapsoError> {
         let template = template_body(template)?;
-        let body = json!({
+        let mut body = json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": to.digits(),
             "type": "template",
             "template": template,
         });
+        with_callback(&mut body, callback_data)?;
         self.send("send_template", phone_number_id, api_key, &body)
             .await
+    }
+
+    /// Asks Kapso's message history whether a send whose outcome is unknown went out, and with
+    /// which wamid.
+    ///
+    /// `GET {base}/meta/whatsapp/v24.0/{phone_number_id}/messages?direction=outbound&since=...`
+    /// page by page (`paging.cursors.after`, at most [`MAX_HISTORY_PAGES`] of 100). A record
+    /// carrying `sought.callback_data` as its `biz_opaque_callback_data` is the send. Only when
+    /// no record of the window carries any callback data at all (the history does not keep it)
+    /// does content decide: exactly one record to the same recipient with the same text (or the
+    /// same template: name, language and parameters) is the send; none or several is "not
+    /// found", since guessing could take another message's wamid.
+    ///
+    /// # Errors
+    /// As [`KapsoClient::send_text`]; the caller cannot tell then, and must not send again yet.
+    pub async fn find_sent(
+        &self,
+        phone_number_id: &str,
+        api_key: &Secret,
+        sought: &SoughtSend<'_>,
+    ) -> Result<Option<SentMessage>, KapsoError> {
+        let since = sought.since.to_string();
+        let mut after: Option<String> = None;
+        let mut any_callback = false;
+        let mut candidates: Vec<String> = Vec::new();
+        for _ in 0..MAX_HISTORY_PAGES {
+            let mut url = self.url(&messages_path(phone_number_id))?;
+            {
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("direction", "outbound")
+                    .append_pair("since", &since)
+                    .append_pair("limit", "100");
+                if let Some(after) = &after {
+                    query.append_pair("after", after);
+                }
+            }
+            let (_, page) = self
+                .call("message_history", Method::GET, url, api_key, None)
+                .await?;
+            let records = page.get("data").and_then(Value::as_array);
+            for record in records.into_iter().flatten() {
+                let Some(wamid) = record
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                else {
+                    continue;
+                };
+                match record_callback(record) {
+                    Some(callback) if callback == sought.callback_data => {
+                        return Ok(Some(SentMessage {
+                            wamid: wamid.to_owned(),
+                        }));
+                    }
+                    Some(_) => any_callback = true,
+                    None if sought.same_content(record) => candidates.push(wamid.to_owned()),
+                    None => {}
+                }
+            }
+            after = page
+                .pointer("/paging/cursors/after")
+                .and_then(Value::as_str)
+                .filter(|cursor| !cursor.is_empty())
+                .map(str::to_owned);
+            if after.is_none() || records.is_none_or(Vec::is_empty) {
+                break;
+            }
+        }
+        match candidates.as_slice() {
+            [only] if !any_callback => Ok(Some(SentMessage {
+                wamid: only.clone(),
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// Marks an inbound message (and every earlier one) read on the customer's phone.
@@ -306,6 +390,96 @@ impl KapsoClient {
                 KapsoError::unexpected_response(status, "Kapso answered with invalid JSON")
             })
     }
+}
+
+/// How many history pages [`KapsoClient::find_sent`] reads at most: 1,000 outbound messages
+/// since the send, more than one number sends in the few seconds a lookup covers.
+pub const MAX_HISTORY_PAGES: usize = 10;
+
+/// WhatsApp's limit on `biz_opaque_callback_data`.
+pub const MAX_CALLBACK_DATA_CHARS: usize = 512;
+
+/// A send [`KapsoClient::find_sent`] looks for.
+#[derive(Clone, Copy, Debug)]
+pub struct SoughtSend<'a> {
+    /// The `biz_opaque_callback_data` it was sent with.
+    pub callback_data: &'a str,
+    /// Its recipient.
+    pub to: &'a PhoneE164,
+    /// What it says, for histories that do not keep callback data.
+    pub content: SoughtContent<'a>,
+    /// A moment before it was first sent.
+    pub since: Timestamp,
+}
+
+/// The content of a [`SoughtSend`].
+#[derive(Clone, Copy, Debug)]
+pub enum SoughtContent<'a> {
+    /// A text message with this body.
+    Text(&'a str),
+    /// A template message, as the API client gave it.
+    Template(&'a Value),
+}
+
+impl SoughtSend<'_> {
+    /// Whether a history record without callback data is this send by recipient and content.
+    fn same_content(&self, record: &Value) -> bool {
+        let to = record
+            .get("to")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                record
+                    .pointer("/kapso/phone_number")
+                    .and_then(Value::as_str)
+            })
+            .map(|to| to.trim().trim_start_matches('+'));
+        if to != Some(self.to.digits()) {
+            return false;
+        }
+        match self.content {
+            SoughtContent::Text(text) => {
+                record.get("type").and_then(Value::as_str) == Some("text")
+                    && record.pointer("/text/body").and_then(Value::as_str) == Some(text)
+            }
+            SoughtContent::Template(template) => {
+                record.get("type").and_then(Value::as_str) == Some("template")
+                    && record
+                        .get("template")
+                        .and_then(TemplateSignature::from_meta)
+                        == TemplateSignature::from_meta(template)
+                    && TemplateSignature::from_meta(template).is_some()
+            }
+        }
+    }
+}
+
+/// The `biz_opaque_callback_data` a history record carries: on the record, or on one of the
+/// statuses Kapso lists for it.
+fn record_callback(record: &Value) -> Option<&str> {
+    let direct = record
+        .get("biz_opaque_callback_data")
+        .and_then(Value::as_str);
+    let statuses = record
+        .pointer("/kapso/statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("biz_opaque_callback_data").and_then(Value::as_str));
+    direct.into_iter().chain(statuses).find(|c| !c.is_empty())
+}
+
+/// Adds `biz_opaque_callback_data` to a send body.
+fn with_callback(body: &mut Value, callback_data: Option<&str>) -> Result<(), KapsoError> {
+    if let Some(callback) = callback_data {
+        if callback.chars().count() > MAX_CALLBACK_DATA_CHARS {
+            return Err(KapsoError::invalid_request(
+                "invalid_callback_data",
+                "biz_opaque_callback_data is longer than 512 characters",
+            ));
+        }
+        body["biz_opaque_callback_data"] = json!(callback);
+    }
+    Ok(())
 }
 
 /// `meta/whatsapp/v24.0/{phone_number_id}/messages`.

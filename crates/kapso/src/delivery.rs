@@ -6,6 +6,7 @@ use inbox_domain::ingest::{
 };
 use inbox_domain::message::{DeliveryStatus, Direction, MessageError, MessageKind, SenderType};
 use inbox_domain::phone::PhoneE164;
+use inbox_domain::sending::TemplateSignature;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -313,6 +314,27 @@ fn incoming(origin: Origin, raw: &Value, message: &WaMessage) -> IncomingMessage
     } = origin;
     let kind = MessageKind::new(message.kind.as_deref().unwrap_or_default());
     let content = content::extract(kind.as_str(), message, raw);
+    // Only what the business sent carries callback data: WhatsApp echoes it in the statuses of
+    // the message, and Kapso lists those statuses with its outbound events.
+    let callback_data = (direction == Direction::Outbound)
+        .then(|| {
+            message
+                .kapso
+                .iter()
+                .flat_map(|k| &k.statuses)
+                .find_map(|s| present(s.biz_opaque_callback_data.as_deref()))
+                .or_else(|| {
+                    raw.get("biz_opaque_callback_data")
+                        .and_then(Value::as_str)
+                        .and_then(|c| present(Some(c)))
+                })
+        })
+        .flatten();
+    let template = raw
+        .get("template")
+        .filter(|_| kind.as_str() == "template")
+        .and_then(TemplateSignature::from_meta)
+        .map(Box::new);
     IncomingMessage {
         wamid,
         direction,
@@ -325,6 +347,8 @@ fn incoming(origin: Origin, raw: &Value, message: &WaMessage) -> IncomingMessage
         sent_at: timestamp(message.timestamp.as_deref()),
         status,
         kapso_conversation_id,
+        callback_data,
+        template,
         raw: raw.clone(),
     }
 }
@@ -381,6 +405,9 @@ fn v2_status(event: &str, message: WaMessage, conversation: &Conversation) -> Op
         error,
         customer,
         kapso_conversation_id: present(conversation.id.as_deref()),
+        callback_data: history
+            .iter()
+            .find_map(|s| present(s.biz_opaque_callback_data.as_deref())),
     }))
 }
 
@@ -571,6 +598,7 @@ fn meta_status(status: &MetaStatus) -> Option<Fact> {
             profile_name: None,
         },
         kapso_conversation_id: None,
+        callback_data: present(status.biz_opaque_callback_data.as_deref()),
     }))
 }
 

@@ -4,9 +4,16 @@
 //! [`KapsoClient`](crate::KapsoClient) calls: sends and read receipts, the conversation lookup,
 //! the workflow-execution list and the execution update. It records every request for
 //! assertions and answers each one with the next scripted [`FakeReply`], or the default reply
-//! once the script is used up. Workflow data lives in memory: seed it with
+//! once the script is used up (history reads excepted: they always answer from the history). Workflow data lives in memory: seed it with
 //! [`FakeKapso::add_conversation`] and [`FakeKapso::add_execution`], read it back with
 //! [`FakeKapso::executions`].
+//!
+//! Every send it accepts is kept as a history record, served as Kapso serves its message history
+//! (`GET /meta/whatsapp/{version}/{phone_number_id}/messages`, Graph-style paging with
+//! `paging.cursors.after`), with the `biz_opaque_callback_data` the send carried;
+//! [`FakeKapso::echo_of`] builds the `whatsapp.message.sent` event Kapso would deliver for it.
+//! [`FakeKapso::set_answer_latency`] makes Kapso accept a send at once but answer late, the case
+//! where a client's timeout leaves the outcome unknown.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -163,6 +170,12 @@ impl RecordedRequest {
             .unwrap_or_default()
     }
 
+    /// Whether this reads the message history (`GET .../{phone_number_id}/messages`).
+    #[must_use]
+    pub fn is_history_read(&self) -> bool {
+        self.method == "GET" && self.path.starts_with("/meta/") && self.path.ends_with("/messages")
+    }
+
     /// Whether this is a message send (not a read receipt).
     #[must_use]
     pub fn is_send(&self) -> bool {
@@ -192,6 +205,24 @@ pub struct FakeExecution {
     pub conversation_id: String,
     /// `running`, `waiting`, `handoff`, `ended`, ...
     pub status: String,
+}
+
+/// A message the fake accepted: one record of its message history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcceptedMessage {
+    /// The wamid it answered with (`wamid.FAKE.<n>`).
+    pub wamid: String,
+    /// The business number it was sent from.
+    pub phone_number_id: String,
+    /// The recipient, digits without `+`.
+    pub to: String,
+    /// The send's `biz_opaque_callback_data`, if it carried one.
+    pub biz_opaque_callback_data: Option<String>,
+    /// The message content as sent: `type` and its type-specific object (`text`, `template`,
+    /// ...), plus `context` when it quoted a message.
+    pub content: Value,
+    /// When it was accepted, in Unix seconds.
+    pub timestamp: i64,
 }
 
 /// A running fake Kapso. Dropping it stops the server and releases hung requests.
@@ -300,9 +331,69 @@ impl FakeKapso {
     }
 
     /// Delays every answer by `latency` (`None` for none), to give benchmarks a realistic
-    /// round trip.
+    /// round trip. The delay comes before the request is handled: a send is accepted (and
+    /// recorded in the history) only once it has passed.
     pub fn set_latency(&self, latency: Option<Duration>) {
         self.lock().latency = latency;
+    }
+
+    /// Delays the answer to every accepted send by `latency` (`None` for none), *after* the
+    /// message is accepted and recorded in the history: a client that gives up meanwhile does
+    /// not know that its message went out.
+    pub fn set_answer_latency(&self, latency: Option<Duration>) {
+        self.lock().answer_latency = latency;
+    }
+
+    /// Whether the message history shows the `biz_opaque_callback_data` of sends (initially
+    /// `true`). The reference does not promise it does; `false` tries the lookup without it.
+    pub fn set_history_keeps_callback_data(&self, keeps: bool) {
+        self.lock().history_hides_callback_data = !keeps;
+    }
+
+    /// Every message accepted so far, oldest first, as the history lists them.
+    #[must_use]
+    pub fn accepted(&self) -> Vec<AcceptedMessage> {
+        self.lock().accepted.clone()
+    }
+
+    /// Kapso's `whatsapp.message.sent` event (payload v2) for an accepted message, with the
+    /// `biz_opaque_callback_data` its send carried in `kapso.statuses[]`, as Kapso delivers it
+    /// for any outbound message. `None` when no accepted message has that wamid.
+    #[must_use]
+    pub fn echo_of(&self, wamid: &str) -> Option<Value> {
+        let shared = self.lock();
+        let sent = shared.accepted.iter().find(|m| m.wamid == wamid)?;
+        let mut status = json!({
+            "id": sent.wamid,
+            "status": "sent",
+            "timestamp": sent.timestamp.to_string(),
+            "recipient_id": sent.to,
+        });
+        if let Some(callback) = &sent.biz_opaque_callback_data {
+            status["biz_opaque_callback_data"] = json!(callback);
+        }
+        let mut message = sent.content.clone();
+        message["id"] = json!(sent.wamid);
+        message["timestamp"] = json!(sent.timestamp.to_string());
+        message["to"] = json!(sent.to);
+        message["kapso"] = json!({
+            "direction": "outbound",
+            "status": "sent",
+            "processing_status": "completed",
+            "origin": "cloud_api",
+            "has_media": false,
+            "statuses": [status],
+        });
+        Some(json!({
+            "message": message,
+            "conversation": {
+                "phone_number": format!("+{}", sent.to),
+                "status": "active",
+                "phone_number_id": sent.phone_number_id,
+            },
+            "is_new_conversation": false,
+            "phone_number_id": sent.phone_number_id,
+        }))
     }
 
     /// Adds a WhatsApp number to the project (`GET /platform/v1/whatsapp/phone_numbers`).
@@ -386,6 +477,9 @@ struct Shared {
     script: VecDeque<FakeReply>,
     default: FakeReply,
     latency: Option<Duration>,
+    answer_latency: Option<Duration>,
+    accepted: Vec<AcceptedMessage>,
+    history_hides_callback_data: bool,
     next_wamid: u64,
     next_execution: u64,
     conversations: Vec<FakeConversation>,
@@ -400,6 +494,9 @@ impl Default for Shared {
             script: VecDeque::new(),
             default: FakeReply::Success,
             latency: None,
+            answer_latency: None,
+            accepted: Vec::new(),
+            history_hides_callback_data: false,
             next_wamid: 0,
             next_execution: 0,
             conversations: Vec::new(),
@@ -441,10 +538,17 @@ async fn handle(
     let (reply, latency) = {
         let mut shared = lock(&ctx.shared);
         shared.requests.push(recorded.clone());
-        let reply = shared
-            .script
-            .pop_front()
-            .unwrap_or_else(|| shared.default.clone());
+        // History reads answer from what the fake accepted and leave the script to the calls
+        // it is written for: a scripted run of send failures stays a run of send failures when
+        // the sender looks its earlier attempts up in between.
+        let reply = if recorded.is_history_read() {
+            FakeReply::Success
+        } else {
+            shared
+                .script
+                .pop_front()
+                .unwrap_or_else(|| shared.default.clone())
+        };
         (reply, shared.latency)
     };
     if let Some(latency) = latency {
@@ -461,7 +565,15 @@ async fn handle(
         FakeReply::Success if recorded.header("x-api-key").is_none() => {
             error_body(StatusCode::UNAUTHORIZED, "Invalid or missing API key", None)
         }
-        FakeReply::Success => route(&ctx.shared, &recorded),
+        FakeReply::Success => {
+            let (response, accepted) = route(&ctx.shared, &recorded);
+            let answer_latency = lock(&ctx.shared).answer_latency;
+            if let (true, Some(latency)) = (accepted, answer_latency) {
+                // Accepted and recorded already; only the answer is late.
+                tokio::time::sleep(latency).await;
+            }
+            response
+        }
         other => scripted_failure(other),
     };
     if ctx.print_requests {
@@ -563,11 +675,16 @@ fn paged(data: Vec<Value>) -> Response {
     }))
 }
 
-/// Kapso's behaviour for a request the script lets through.
-fn route(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
+/// Kapso's behaviour for a request the script lets through, and whether it accepted a send.
+fn route(shared: &Mutex<Shared>, request: &RecordedRequest) -> (Response, bool) {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
-    match (request.method.as_str(), segments.as_slice()) {
-        ("POST", ["meta", "whatsapp", _, _, "messages"]) => message(shared, request),
+    let response = match (request.method.as_str(), segments.as_slice()) {
+        ("POST", ["meta", "whatsapp", _, phone_number_id, "messages"]) => {
+            return message(shared, request, phone_number_id);
+        }
+        ("GET", ["meta", "whatsapp", _, phone_number_id, "messages"]) => {
+            history(shared, request, phone_number_id)
+        }
         ("GET", ["meta", "whatsapp", _, phone_number_id, "conversations"]) => {
             conversations(shared, request, phone_number_id)
         }
@@ -587,43 +704,179 @@ fn route(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
             update_execution(shared, request, execution_id)
         }
         _ => error_body(StatusCode::NOT_FOUND, "Not found", None),
-    }
+    };
+    (response, false)
 }
 
-fn message(shared: &Mutex<Shared>, request: &RecordedRequest) -> Response {
+fn message(
+    shared: &Mutex<Shared>,
+    request: &RecordedRequest,
+    phone_number_id: &str,
+) -> (Response, bool) {
     let Some(body) = &request.body else {
-        return scripted_failure(FakeReply::MetaError {
+        let refused = scripted_failure(FakeReply::MetaError {
             status: 400,
             code: 100,
             message: "(#100) Invalid parameter".to_owned(),
             details: "The request body is not JSON.".to_owned(),
         });
+        return (refused, false);
     };
     if body.get("status").and_then(Value::as_str) == Some("read") {
-        return ok(json!({ "success": true }));
+        return (ok(json!({ "success": true })), false);
     }
     let to = body
         .get("to")
         .or_else(|| body.get("recipient"))
         .and_then(Value::as_str);
-    let (Some(to), Some(_)) = (to, body.get("type").and_then(Value::as_str)) else {
-        return scripted_failure(FakeReply::MetaError {
+    let (Some(to), Some(kind)) = (to, body.get("type").and_then(Value::as_str)) else {
+        let refused = scripted_failure(FakeReply::MetaError {
             status: 400,
             code: 100,
             message: "(#100) Invalid parameter".to_owned(),
             details: "`to` and `type` are required.".to_owned(),
         });
+        return (refused, false);
     };
+    let callback = body.get("biz_opaque_callback_data").and_then(Value::as_str);
+    if callback.is_some_and(|c| c.chars().count() > MAX_CALLBACK_DATA_CHARS) {
+        let refused = scripted_failure(FakeReply::MetaError {
+            status: 400,
+            code: 100,
+            message: "(#100) Invalid parameter".to_owned(),
+            details: "biz_opaque_callback_data is longer than 512 characters.".to_owned(),
+        });
+        return (refused, false);
+    }
+    let mut content = json!({ "type": kind });
+    for field in [kind, "context"] {
+        if let Some(value) = body.get(field) {
+            content[field] = value.clone();
+        }
+    }
     let wamid = {
         let mut shared = lock(shared);
         shared.next_wamid += 1;
-        format!("wamid.FAKE.{}", shared.next_wamid)
+        let wamid = format!("wamid.FAKE.{}", shared.next_wamid);
+        shared.accepted.push(AcceptedMessage {
+            wamid: wamid.clone(),
+            phone_number_id: phone_number_id.to_owned(),
+            to: digits(to).to_owned(),
+            biz_opaque_callback_data: callback.map(str::to_owned),
+            content,
+            timestamp: unix_now(),
+        });
+        wamid
     };
-    ok(json!({
+    let answer = ok(json!({
         "messaging_product": "whatsapp",
         "contacts": [{ "input": to, "wa_id": digits(to) }],
         "messages": [{ "id": wamid }]
+    }));
+    (answer, true)
+}
+
+/// Meta's limit on `biz_opaque_callback_data`.
+const MAX_CALLBACK_DATA_CHARS: usize = 512;
+
+/// Most records one history page holds, as Kapso caps `limit`.
+const MAX_HISTORY_PAGE: usize = 100;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Kapso's message history of one number: the outbound messages the fake accepted (it has no
+/// inbound ones), newest first, filtered by `direction` and `since` (RFC 3339 or Unix seconds),
+/// `limit` (1..=100, default 20) per page, the next page behind `paging.cursors.after`.
+fn history(shared: &Mutex<Shared>, request: &RecordedRequest, phone_number_id: &str) -> Response {
+    let query = request.query_pairs();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, MAX_HISTORY_PAGE);
+    let since = match param("since").map(since_seconds) {
+        None => None,
+        Some(Some(seconds)) => Some(seconds),
+        Some(None) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                "since must be an ISO 8601 time",
+                None,
+            );
+        }
+    };
+    let skip = match param("after").map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(skip)) => skip,
+        Some(Err(_)) => return error_body(StatusCode::BAD_REQUEST, "Invalid cursor", None),
+    };
+    let outbound_wanted = param("direction").is_none_or(|d| d == "outbound");
+    let shared = lock(shared);
+    let matching: Vec<&AcceptedMessage> = shared
+        .accepted
+        .iter()
+        .rev()
+        .filter(|m| outbound_wanted && m.phone_number_id == phone_number_id)
+        .filter(|m| since.is_none_or(|since| m.timestamp >= since))
+        .collect();
+    let data: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(|m| history_record(m, !shared.history_hides_callback_data))
+        .collect();
+    let more = skip + data.len() < matching.len();
+    let after = more.then(|| (skip + data.len()).to_string());
+    let before = (skip > 0).then(|| skip.to_string());
+    ok(json!({
+        "data": data,
+        "paging": {
+            "cursors": { "before": before, "after": after },
+            "next": after.as_ref().map(|after| format!("{}?after={after}", request.path)),
+            "previous": null,
+        }
     }))
+}
+
+/// One history record: the message as Meta shapes it, Kapso's fields under `kapso`.
+fn history_record(sent: &AcceptedMessage, with_callback_data: bool) -> Value {
+    let mut record = sent.content.clone();
+    record["id"] = json!(sent.wamid);
+    record["timestamp"] = json!(sent.timestamp.to_string());
+    record["to"] = json!(sent.to);
+    if let Some(callback) = sent
+        .biz_opaque_callback_data
+        .as_ref()
+        .filter(|_| with_callback_data)
+    {
+        record["biz_opaque_callback_data"] = json!(callback);
+    }
+    record["kapso"] = json!({
+        "direction": "outbound",
+        "status": "sent",
+        "phone_number": format!("+{}", sent.to),
+        "has_media": false,
+    });
+    record
+}
+
+/// `since` as Unix seconds: an RFC 3339 time or plain seconds.
+fn since_seconds(raw: &str) -> Option<i64> {
+    if let Ok(seconds) = raw.trim().parse::<i64>() {
+        return Some(seconds);
+    }
+    inbox_domain::Timestamp::parse_rfc3339(raw.trim())
+        .ok()
+        .map(|at| at.as_millis().div_euclid(1000))
 }
 
 fn conversations(

@@ -27,6 +27,9 @@ pub mod samples;
 pub mod signature;
 pub mod webhook;
 
-pub use client::{KapsoClient, KapsoClientConfig, KapsoError, SentMessage, WorkflowUpdate};
+pub use client::{
+    KapsoClient, KapsoClientConfig, KapsoError, SentMessage, SoughtContent, SoughtSend,
+    WorkflowUpdate,
+};
 pub use delivery::{ParseError, parse_delivery};
 pub use routing::{RoutedDelivery, parse_routed, peek_phone_number_id};

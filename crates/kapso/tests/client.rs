@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use inbox_domain::Timestamp;
 use inbox_domain::message::{MessageError, MessageText};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::workspace::Secret;
 use inbox_kapso::client::ClientBuildError;
 use inbox_kapso::fake::{FakeKapso, FakeReply};
-use inbox_kapso::{KapsoClient, KapsoClientConfig, KapsoError, SentMessage};
+use inbox_kapso::{
+    KapsoClient, KapsoClientConfig, KapsoError, SentMessage, SoughtContent, SoughtSend,
+};
 use serde_json::json;
 
 const PHONE_NUMBER_ID: &str = "123456789012345";
@@ -32,7 +35,14 @@ fn client_for(kapso: &FakeKapso) -> KapsoClient {
 
 async fn send_hello(client: &KapsoClient) -> Result<SentMessage, KapsoError> {
     client
-        .send_text(PHONE_NUMBER_ID, &key(), &customer(), &text("Halo!"), None)
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &text("Halo!"),
+            None,
+            None,
+        )
         .await
 }
 
@@ -91,6 +101,7 @@ async fn a_quoted_reply_carries_the_quoted_wamid() {
             &customer(),
             &text("Yes, we are open"),
             Some("wamid.HBgLQUOTED"),
+            None,
         )
         .await
         .expect("accepted");
@@ -118,7 +129,7 @@ async fn a_template_is_sent_as_given_with_a_bare_language_code_wrapped() {
     ]);
     let template = json!({ "name": "order_update", "language": "id", "components": components });
     let sent = client_for(&kapso)
-        .send_template(PHONE_NUMBER_ID, &key(), &customer(), &template)
+        .send_template(PHONE_NUMBER_ID, &key(), &customer(), &template, None)
         .await
         .expect("accepted");
     assert_eq!(sent.wamid, "wamid.FAKE.1");
@@ -139,7 +150,7 @@ async fn a_template_in_metas_own_shape_is_passed_through() {
     let kapso = FakeKapso::start().await;
     let template = json!({ "name": "hello_world", "language": { "code": "en_US" } });
     client_for(&kapso)
-        .send_template(PHONE_NUMBER_ID, &key(), &customer(), &template)
+        .send_template(PHONE_NUMBER_ID, &key(), &customer(), &template, None)
         .await
         .expect("accepted");
     let body = kapso.sends()[0].body.clone().expect("a JSON body");
@@ -155,6 +166,7 @@ async fn a_malformed_template_is_refused_without_calling_kapso() {
             &key(),
             &customer(),
             &json!({ "name": "x" }),
+            None,
         )
         .await
         .expect_err("no language");
@@ -283,7 +295,7 @@ async fn a_429_is_transient_and_carries_retry_after() {
 async fn a_409_in_flight_is_transient() {
     let error = failure(FakeReply::InFlight).await;
     assert!(
-        matches!(&error, KapsoError::Transient { reason, retry_after: None } if reason.contains("in flight")),
+        matches!(&error, KapsoError::Transient { reason, retry_after: None, .. } if reason.contains("in flight")),
         "{error:?}"
     );
 }
@@ -360,6 +372,7 @@ async fn an_api_key_that_cannot_be_a_header_is_refused_before_sending() {
             &customer(),
             &text("hi"),
             None,
+            None,
         )
         .await
         .expect_err("refused");
@@ -420,4 +433,292 @@ async fn a_project_number_is_found_on_any_page_with_the_projects_key() {
             .expect_err("Kapso is down")
             .is_transient()
     );
+}
+
+fn sought<'a>(callback_data: &'a str, to: &'a PhoneE164, text: &'a str) -> SoughtSend<'a> {
+    SoughtSend {
+        callback_data,
+        to,
+        content: SoughtContent::Text(text),
+        since: Timestamp::from_millis(Timestamp::now().as_millis() - 60_000),
+    }
+}
+
+#[tokio::test]
+async fn a_send_carries_its_callback_data_and_refuses_more_than_512_characters() {
+    let kapso = FakeKapso::start().await;
+    let client = client_for(&kapso);
+    client
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &text("Halo!"),
+            None,
+            Some("msg-1"),
+        )
+        .await
+        .expect("accepted");
+    let template = json!({ "name": "hello_world", "language": "en_US" });
+    client
+        .send_template(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &template,
+            Some("msg-2"),
+        )
+        .await
+        .expect("accepted");
+    let sends = kapso.sends();
+    assert_eq!(
+        sends[0].body.as_ref().expect("json")["biz_opaque_callback_data"],
+        "msg-1"
+    );
+    assert_eq!(
+        sends[1].body.as_ref().expect("json")["biz_opaque_callback_data"],
+        "msg-2"
+    );
+    assert_eq!(
+        kapso.accepted()[1].biz_opaque_callback_data.as_deref(),
+        Some("msg-2")
+    );
+
+    let error = client
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &text("x"),
+            None,
+            Some(&"c".repeat(513)),
+        )
+        .await
+        .expect_err("too long");
+    assert!(
+        matches!(&error, KapsoError::Permanent { status: None, code: Some(c), .. } if c == "invalid_callback_data"),
+        "{error:?}"
+    );
+    assert_eq!(kapso.sends().len(), 2, "refused before sending");
+}
+
+#[tokio::test]
+async fn only_a_failure_after_connecting_leaves_the_outcome_unknown() {
+    let kapso = FakeKapso::start().await;
+    kapso.set_answer_latency(Some(Duration::from_secs(30)));
+    let client = KapsoClient::new(&KapsoClientConfig {
+        base_url: kapso.base_url(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(300),
+    })
+    .expect("a valid config");
+    let error = send_hello(&client).await.expect_err("the answer is late");
+    assert!(error.is_transient() && error.outcome_unknown(), "{error:?}");
+    assert_eq!(kapso.accepted().len(), 1, "yet Kapso accepted it");
+
+    for known in [
+        FakeReply::ServerError { status: 503 },
+        FakeReply::InFlight,
+        FakeReply::RateLimited {
+            retry_after_secs: 1,
+        },
+    ] {
+        let error = failure(known.clone()).await;
+        assert!(
+            error.is_transient() && !error.outcome_unknown(),
+            "{known:?}: {error:?}"
+        );
+    }
+    let base_url = {
+        let gone = FakeKapso::start().await;
+        gone.base_url()
+    };
+    let client = KapsoClient::with_base_url(&base_url).expect("a valid URL");
+    let error = send_hello(&client).await.expect_err("connection refused");
+    assert!(
+        error.is_transient() && !error.outcome_unknown(),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_history_finds_a_send_by_its_callback_data_on_any_page() {
+    let kapso = FakeKapso::start().await;
+    let client = client_for(&kapso);
+    let to = customer();
+    for n in 0..150 {
+        client
+            .send_text(
+                PHONE_NUMBER_ID,
+                &key(),
+                &to,
+                &text("Sama"),
+                None,
+                Some(&format!("msg-{n}")),
+            )
+            .await
+            .expect("accepted");
+    }
+    kapso.clear_requests();
+    // Newest first: the oldest send is on the second page.
+    let found = client
+        .find_sent(PHONE_NUMBER_ID, &key(), &sought("msg-0", &to, "Sama"))
+        .await
+        .expect("the history answers");
+    assert_eq!(
+        found,
+        Some(SentMessage {
+            wamid: "wamid.FAKE.1".to_owned()
+        })
+    );
+    let reads = kapso.requests();
+    assert_eq!(reads.len(), 2, "two pages: {reads:?}");
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.is_history_read() && r.header("x-api-key") == Some(API_KEY))
+    );
+    assert_eq!(
+        reads[0].path,
+        "/meta/whatsapp/v24.0/123456789012345/messages"
+    );
+    let first = reads[0].query_pairs();
+    assert!(
+        first.contains(&("direction".to_owned(), "outbound".to_owned())),
+        "{first:?}"
+    );
+    assert!(first.iter().any(|(name, _)| name == "since"), "{first:?}");
+    assert!(
+        reads[1]
+            .query_pairs()
+            .contains(&("after".to_owned(), "100".to_owned())),
+        "the second page follows paging.cursors.after"
+    );
+
+    // Same text and recipient, but callback data that is not ours: never a match.
+    let missing = client
+        .find_sent(PHONE_NUMBER_ID, &key(), &sought("msg-none", &to, "Sama"))
+        .await
+        .expect("the history answers");
+    assert_eq!(missing, None);
+    // Nothing sent since `since`.
+    let later = SoughtSend {
+        since: Timestamp::from_millis(Timestamp::now().as_millis() + 120_000),
+        ..sought("msg-0", &to, "Sama")
+    };
+    assert_eq!(
+        client
+            .find_sent(PHONE_NUMBER_ID, &key(), &later)
+            .await
+            .expect("answers"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn without_callback_data_in_the_history_only_one_same_message_is_a_match() {
+    let kapso = FakeKapso::start().await;
+    let client = client_for(&kapso);
+    let to = customer();
+    let other = PhoneE164::from_wa_id("6281111111111").expect("valid");
+    for (recipient, body) in [(&to, "Satu"), (&to, "Dua"), (&to, "Dua"), (&other, "Tiga")] {
+        client
+            .send_text(PHONE_NUMBER_ID, &key(), recipient, &text(body), None, None)
+            .await
+            .expect("accepted");
+    }
+    let find = async |body: &str, to: &PhoneE164| {
+        client
+            .find_sent(PHONE_NUMBER_ID, &key(), &sought("msg-x", to, body))
+            .await
+            .expect("the history answers")
+            .map(|sent| sent.wamid)
+    };
+    assert_eq!(find("Satu", &to).await.as_deref(), Some("wamid.FAKE.1"));
+    assert_eq!(find("Dua", &to).await, None, "two candidates: cannot tell");
+    assert_eq!(find("Tiga", &to).await, None, "another recipient");
+    assert_eq!(find("Empat", &to).await, None);
+
+    // Once the history keeps callback data, content alone never decides.
+    client
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &to,
+            &text("Lima"),
+            None,
+            Some("msg-5"),
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(find("Satu", &to).await, None);
+}
+
+#[tokio::test]
+async fn a_late_answer_still_finds_the_send_in_the_history() {
+    let kapso = FakeKapso::start().await;
+    kapso.set_answer_latency(Some(Duration::from_secs(30)));
+    let client = KapsoClient::new(&KapsoClientConfig {
+        base_url: kapso.base_url(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(300),
+    })
+    .expect("a valid config");
+    let to = customer();
+    let error = client
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &to,
+            &text("Halo"),
+            None,
+            Some("msg-1"),
+        )
+        .await
+        .expect_err("the answer is late");
+    assert!(error.outcome_unknown(), "{error:?}");
+    // History reads are answered at once, and ignore the script.
+    kapso.script(FakeReply::ServerError { status: 503 });
+    let found = client
+        .find_sent(PHONE_NUMBER_ID, &key(), &sought("msg-1", &to, "Halo"))
+        .await
+        .expect("the history answers");
+    assert_eq!(found.map(|s| s.wamid).as_deref(), Some("wamid.FAKE.1"));
+}
+
+#[tokio::test]
+async fn the_fakes_echo_of_a_send_carries_its_callback_data() {
+    let kapso = FakeKapso::start().await;
+    client_for(&kapso)
+        .send_text(
+            PHONE_NUMBER_ID,
+            &key(),
+            &customer(),
+            &text("Halo"),
+            Some("wamid.IN"),
+            Some("msg-1"),
+        )
+        .await
+        .expect("accepted");
+    let echo = kapso.echo_of("wamid.FAKE.1").expect("accepted");
+    assert_eq!(echo["phone_number_id"], PHONE_NUMBER_ID);
+    assert_eq!(echo["message"]["type"], "text");
+    assert_eq!(echo["message"]["text"]["body"], "Halo");
+    assert_eq!(echo["message"]["context"]["message_id"], "wamid.IN");
+    assert_eq!(echo["message"]["kapso"]["direction"], "outbound");
+    assert_eq!(
+        echo["message"]["kapso"]["statuses"][0]["biz_opaque_callback_data"],
+        "msg-1"
+    );
+    // It parses as an outbound message carrying the callback data.
+    let raw = echo.to_string();
+    let facts = inbox_kapso::parse_delivery(Some("whatsapp.message.sent"), raw.as_bytes());
+    let Ok(facts) = facts else {
+        panic!("the echo parses: {facts:?}");
+    };
+    let Some(inbox_domain::ingest::Fact::Message(message)) = facts.items.first() else {
+        panic!("a message: {facts:?}");
+    };
+    assert_eq!(message.callback_data.as_deref(), Some("msg-1"));
+    assert!(kapso.echo_of("wamid.NONE").is_none());
 }

@@ -606,3 +606,54 @@ fn unusable_batch_elements_are_recorded_not_dropped() {
     let empty = parse(Some(RECEIVED), br#"{"type":"x","batch":true,"data":[]}"#);
     assert!(empty.items.is_empty());
 }
+
+#[test]
+fn callback_data_and_templates_of_our_sends_are_read_where_kapso_puts_them() {
+    // Meta's status carries it directly.
+    let facts = parse(
+        None,
+        &meta(&json!({
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": "123456789012345" },
+            "statuses": [{ "id": "wamid.S1", "status": "sent", "timestamp": "1750030073",
+                           "recipient_id": "6281234567890", "biz_opaque_callback_data": "msg-1" }]
+        })),
+    );
+    assert_eq!(only_status(&facts).callback_data.as_deref(), Some("msg-1"));
+
+    // Kapso's delivered event lists the statuses, where WhatsApp echoes it.
+    let delivered = json!({ "id": "wamid.S2", "timestamp": "1730092888", "type": "text",
+        "text": { "body": "On my way" },
+        "kapso": { "direction": "outbound", "status": "delivered", "statuses": [
+            { "id": "wamid.S2", "status": "sent", "timestamp": "1730092860",
+              "recipient_id": "6281234567890", "biz_opaque_callback_data": "msg-2" },
+            { "id": "wamid.S2", "status": "delivered", "timestamp": "1730092888",
+              "recipient_id": "6281234567890" } ] } });
+    let facts = parse(Some("whatsapp.message.delivered"), &v2(&delivered));
+    assert_eq!(only_status(&facts).callback_data.as_deref(), Some("msg-2"));
+
+    // The sent echo of a template: the callback data and what the template says.
+    let sent = json!({ "id": "wamid.S3", "timestamp": "1730092860", "type": "template",
+        "template": { "name": "order_confirmation", "language": { "code": "en_US" },
+                      "components": [{ "type": "body", "parameters": [{ "type": "text", "text": "ORD-1" }] }] },
+        "kapso": { "direction": "outbound", "status": "sent", "statuses": [
+            { "id": "wamid.S3", "status": "sent", "recipient_id": "6281234567890",
+              "biz_opaque_callback_data": "msg-3" } ] } });
+    let facts = parse(Some("whatsapp.message.sent"), &v2(&sent));
+    let [Fact::Message(echo)] = facts.items.as_slice() else {
+        panic!("one message: {facts:?}");
+    };
+    assert_eq!(echo.callback_data.as_deref(), Some("msg-3"));
+    let template = echo.template.as_deref().expect("a template");
+    assert_eq!(
+        (template.name.as_str(), template.language.as_str()),
+        ("order_confirmation", "en_US")
+    );
+    assert_eq!(template.components.len(), 1);
+
+    // What the customer sends never carries ours.
+    let mut inbound = json!({ "id": "wamid.IN", "timestamp": "1730092800", "type": "text",
+        "from": "6281234567890", "text": { "body": "hi" }, "biz_opaque_callback_data": "forged" });
+    inbound["kapso"] = json!({ "direction": "inbound" });
+    assert_eq!(received(&inbound).callback_data, None);
+}

@@ -22,9 +22,10 @@ use inbox_domain::ingest::{
     ContactState, ConversationState, CustomerRef, IngestRoute, IngestWorkspace, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
-use inbox_domain::message::{DeliveryStatus, Media, MessageError, MessageKind};
+use inbox_domain::message::{DeliveryStatus, Media, MessageError};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::ports::{IngestRepository, IngestUnit, StoreError};
+use inbox_domain::sending::OwnSendMatch;
 use inbox_domain::{
     ContactId, ConversationId, DeliveryId, MessageId, Timestamp, UserId, WorkspaceId,
 };
@@ -933,29 +934,56 @@ macro_rules! impl_ingest {
                 &mut self,
                 workspace_id: WorkspaceId,
                 conversation_id: ConversationId,
-                kind: &MessageKind,
-                text: Option<&str>,
+                sought: &OwnSendMatch,
                 wamid: &str,
             ) -> Result<Option<MessageStatusState>, StoreError> {
                 self.flush().await?;
-                // The oldest candidate, because sends of one conversation reach Kapso in the
-                // order they were written, and so do their echoes.
-                let row: Option<(Uuid, String)> = sqlx::query_as(
-                    "UPDATE messages SET wamid = $5 \
-                     WHERE id = (SELECT c.id FROM messages c \
+                let target: Option<Uuid> = if sought.callback_data.is_some() {
+                    // Our sends carry their message id: only that message can be this one, and
+                    // callback data that names none of ours is someone else's send.
+                    sought.message_id().map(|id| id.as_uuid())
+                } else {
+                    // Sends made before callback data, by content. The oldest candidate, because
+                    // sends of one conversation reach Kapso in the order they were written, and
+                    // so do their echoes.
+                    let candidates: Vec<(Uuid, String)> = sqlx::query_as(
+                        "SELECT c.id, j.payload FROM messages c \
+                           JOIN send_jobs j ON j.message_id = c.id \
                          WHERE c.conversation_id = $2 AND c.workspace_id = $1 \
                            AND c.wamid IS NULL AND c.status = 'pending' \
                            AND c.direction = 'outbound' AND c.sender_user_id IS NOT NULL \
-                           AND c.kind = $3 AND ($4 IS NULL OR c.text = $4) \
-                         ORDER BY c.seq LIMIT 1) \
+                         ORDER BY c.seq",
+                    )
+                    .bind(workspace_id.as_uuid())
+                    .bind(conversation_id.as_uuid())
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                    let mut found = None;
+                    for (id, payload) in candidates {
+                        let (content, tagged) = crate::sending::read_payload(&payload)?;
+                        if !tagged && sought.same_content(&content) {
+                            found = Some(id);
+                            break;
+                        }
+                    }
+                    found
+                };
+                let Some(target) = target else {
+                    return Ok(None);
+                };
+                let row: Option<(Uuid, String)> = sqlx::query_as(
+                    "UPDATE messages SET wamid = $4 \
+                     WHERE id = $3 AND conversation_id = $2 AND workspace_id = $1 \
+                       AND wamid IS NULL AND status = 'pending' \
+                       AND direction = 'outbound' AND sender_user_id IS NOT NULL \
                        AND NOT EXISTS (SELECT 1 FROM messages o \
-                         WHERE o.workspace_id = $1 AND o.wamid = $5) \
+                         WHERE o.workspace_id = $1 AND o.wamid = $4) \
                      RETURNING id, status",
                 )
                 .bind(workspace_id.as_uuid())
                 .bind(conversation_id.as_uuid())
-                .bind(kind.as_str())
-                .bind(text)
+                .bind(target)
                 .bind(wamid)
                 .fetch_optional(&mut *self.tx)
                 .await
@@ -972,6 +1000,45 @@ macro_rules! impl_ingest {
                 Ok(Some(MessageStatusState {
                     id: MessageId::from_uuid(id),
                     conversation_id,
+                    contact_id: ContactId::from_uuid(contact_id),
+                    status: delivery_status(&status)?,
+                }))
+            }
+
+            async fn claim_own_send(
+                &mut self,
+                workspace_id: WorkspaceId,
+                id: MessageId,
+                wamid: &str,
+            ) -> Result<Option<MessageStatusState>, StoreError> {
+                self.flush().await?;
+                let row: Option<(Uuid, String)> = sqlx::query_as(
+                    "UPDATE messages SET wamid = $3 \
+                     WHERE id = $2 AND workspace_id = $1 \
+                       AND wamid IS NULL AND status = 'pending' \
+                       AND direction = 'outbound' AND sender_user_id IS NOT NULL \
+                       AND NOT EXISTS (SELECT 1 FROM messages o \
+                         WHERE o.workspace_id = $1 AND o.wamid = $3) \
+                     RETURNING conversation_id, status",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(id.as_uuid())
+                .bind(wamid)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(from_sqlx)?;
+                let Some((conversation_id, status)) = row else {
+                    return Ok(None);
+                };
+                let contact_id: Uuid =
+                    sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
+                        .bind(conversation_id)
+                        .fetch_one(&mut *self.tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                Ok(Some(MessageStatusState {
+                    id,
+                    conversation_id: ConversationId::from_uuid(conversation_id),
                     contact_id: ContactId::from_uuid(contact_id),
                     status: delivery_status(&status)?,
                 }))

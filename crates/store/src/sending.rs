@@ -29,9 +29,11 @@ use crate::events::Dialect;
 use crate::ingest::{delivery_status, error_from_json, error_json, wamid_key};
 use crate::rows::corrupt;
 
-/// A job's payload as stored.
-fn payload_json(content: &OutboundContent) -> String {
-    match content {
+/// A job's payload as stored. `tagged`: its sends carry the message id as
+/// `biz_opaque_callback_data`, so its echoes are found by that alone, never by content (jobs
+/// written before that have no `tagged`).
+fn payload_json(content: &OutboundContent, tagged: bool) -> String {
+    let mut payload = match content {
         OutboundContent::Text {
             text,
             reply_to_wamid,
@@ -39,8 +41,18 @@ fn payload_json(content: &OutboundContent) -> String {
         OutboundContent::Template { name, template } => {
             json!({"type": "template", "name": name, "template": template})
         }
+    };
+    if tagged {
+        payload["tagged"] = json!(true);
     }
-    .to_string()
+    payload.to_string()
+}
+
+/// A stored payload: what it sends, and whether its sends carry callback data.
+pub(crate) fn read_payload(text: &str) -> Result<(OutboundContent, bool), StoreError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| corrupt("send payload", e))?;
+    let tagged = value.get("tagged").and_then(Value::as_bool) == Some(true);
+    Ok((payload_from_json(text)?, tagged))
 }
 
 /// A stored payload back into what to send.
@@ -308,7 +320,7 @@ macro_rules! impl_sending {
                 .bind(new.message_id.as_uuid())
                 .bind(new.workspace_id.as_uuid())
                 .bind(new.to.as_str())
-                .bind(payload_json(&new.content))
+                .bind(payload_json(&new.content, true))
                 .bind(now.saturating_add(millis(new.lease)))
                 .bind(now)
                 .execute(&mut *tx)
@@ -416,10 +428,13 @@ macro_rules! impl_sending {
                 )
                 .await?;
                 if current.wamid.is_none() {
-                    // Kapso's echo normally finds this message by content; if it was stored as
-                    // a message of its own all the same, that row is this message twice.
+                    // Kapso's echo normally finds this message by its callback data; if it was
+                    // stored as a message of its own all the same, that row is this message
+                    // twice. Only an echo's row (no sender user): another send of ours keeps its
+                    // wamid, and this one fails on the unique key instead.
                     let duplicate: Option<Uuid> = sqlx::query_scalar(
                         "DELETE FROM messages WHERE workspace_id = $1 AND wamid = $2 AND id <> $3 \
+                           AND sender_user_id IS NULL \
                          RETURNING id",
                     )
                     .bind(workspace_id.as_uuid())
@@ -631,7 +646,7 @@ mod tests {
             reply_to_wamid: Some("wamid.IN".into()),
         };
         assert_eq!(
-            payload_from_json(&payload_json(&text)).expect("valid"),
+            payload_from_json(&payload_json(&text, true)).expect("valid"),
             text
         );
         let template = OutboundContent::Template {
@@ -639,7 +654,7 @@ mod tests {
             template: json!({"name": "order_update", "language": "id", "components": []}),
         };
         assert_eq!(
-            payload_from_json(&payload_json(&template)).expect("valid"),
+            payload_from_json(&payload_json(&template, false)).expect("valid"),
             template
         );
         assert!(payload_from_json(r#"{"type": "video"}"#).is_err());

@@ -6,12 +6,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use inbox_domain::message::Message;
 use inbox_domain::message::MessageText;
+use inbox_domain::phone::PhoneE164;
 use inbox_domain::sending::{
     CreatedSend, IdempotencyClaim, IdempotentSend, NewSend, OutboundContent,
 };
 use inbox_domain::user::Actor;
-use inbox_domain::{ConversationId, MessageId, Timestamp, UserId};
+use inbox_domain::{ConversationId, MessageId, Timestamp, UserId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -76,7 +78,9 @@ pub struct SendResponse {
 /// The message is stored `pending` (and announced as `message.created`) before Kapso is
 /// called, then becomes `sent` with its wamid or `failed` with Kapso's error
 /// (`message.updated`). A transient Kapso failure answers 201 with the `pending` message and is
-/// retried in the background with backoff; its outcome arrives as one `message.updated`.
+/// retried in the background with backoff; its outcome arrives as one `message.updated`. A send
+/// goes out at most once: when Kapso may have accepted it without answering (a timeout), Kapso's
+/// history is asked before it is tried again, and a client hanging up does not stop it.
 ///
 /// `Idempotency-Key` (1..=255 characters, per user, kept 24 h): a repeat with the same body
 /// returns the original status and body and sends nothing, also while the first is still
@@ -173,33 +177,68 @@ pub async fn send_message(
         }
     };
 
-    let outcome = attempt(&state, actor.workspace_id, pending.id, &to, &content, 1).await?;
-    let (status, body) = match outcome {
-        AttemptOutcome::Sent(message) => (StatusCode::CREATED, created_body(&message)?),
-        AttemptOutcome::Retrying => {
-            // Re-read: Kapso's echo may have settled it meanwhile.
-            let current = state
-                .repo
-                .message(actor.workspace_id, pending.id)
-                .await?
-                .unwrap_or(*pending);
-            (StatusCode::CREATED, created_body(&current)?)
-        }
-        AttemptOutcome::Failed(message, error) => {
-            let error = ApiError::Kapso {
-                reason: kapso_reason(&error),
-                message: Some(Box::new(MessageView::from(&message))),
-            };
-            (error.status_and_code().0, to_json(&error.body())?)
-        }
+    // The first attempt runs in a task of its own: a client that hangs up drops this future,
+    // and must not cut the attempt short between Kapso's answer and its record (the worker
+    // would then send again once the lease ran out). The answer for the key is stored there too.
+    let first = FirstAttempt {
+        workspace_id: actor.workspace_id,
+        pending: *pending,
+        to,
+        content,
+        answer_key: key.map(|key| (user_id, key)),
     };
-    if let Some(key) = &key {
-        state
-            .repo
-            .store_send_answer(user_id, key, status.as_u16(), &body)
-            .await?;
-    }
+    let (status, body) = tokio::spawn(first.run(state))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the first send attempt panicked: {e}")))??;
     Ok(json_response(status, body))
+}
+
+/// The request's attempt at a send it created, with what is needed to answer it.
+struct FirstAttempt {
+    workspace_id: WorkspaceId,
+    pending: Message,
+    to: PhoneE164,
+    content: OutboundContent,
+    answer_key: Option<(UserId, String)>,
+}
+
+impl FirstAttempt {
+    async fn run(self, state: AppState) -> Result<(StatusCode, String), ApiError> {
+        let Self {
+            workspace_id,
+            pending,
+            to,
+            content,
+            answer_key,
+        } = self;
+        let outcome = attempt(&state, workspace_id, pending.id, &to, &content, 1).await?;
+        let (status, body) = match outcome {
+            AttemptOutcome::Sent(message) => (StatusCode::CREATED, created_body(&message)?),
+            AttemptOutcome::Retrying => {
+                // Re-read: Kapso's echo may have settled it meanwhile.
+                let current = state
+                    .repo
+                    .message(workspace_id, pending.id)
+                    .await?
+                    .unwrap_or(pending);
+                (StatusCode::CREATED, created_body(&current)?)
+            }
+            AttemptOutcome::Failed(message, error) => {
+                let error = ApiError::Kapso {
+                    reason: kapso_reason(&error),
+                    message: Some(Box::new(MessageView::from(&message))),
+                };
+                (error.status_and_code().0, to_json(&error.body())?)
+            }
+        };
+        if let Some((user_id, key)) = &answer_key {
+            state
+                .repo
+                .store_send_answer(*user_id, key, status.as_u16(), &body)
+                .await?;
+        }
+        Ok((status, body))
+    }
 }
 
 /// Answers a repeat of a keyed send: the first request's answer, once it has one.

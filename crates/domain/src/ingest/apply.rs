@@ -12,6 +12,7 @@ use crate::event::{EventKind, NewEvent};
 use crate::ids::{ContactId, MessageId, WorkspaceId};
 use crate::message::{DeliveryStatus, Direction, MessageError, MessageKind};
 use crate::ports::{DeliveryRepository, IngestRepository, IngestUnit, StoreError};
+use crate::sending::{EchoContent, OwnSendMatch};
 use crate::timestamp::Timestamp;
 
 /// What became of a delivery.
@@ -303,6 +304,7 @@ async fn apply_facts(
     for status in &plan.statuses {
         let update = (status.status, status.error.clone());
         if !update_stored_message(unit, workspace.id, &status.wamid, &[update], &mut events).await?
+            && !claim_by_callback(unit, workspace.id, status, &mut events).await?
         {
             let pending = PendingStatus {
                 wamid: status.wamid.clone(),
@@ -498,11 +500,18 @@ async fn store_message(
     if m.direction == Direction::Outbound {
         // An echo of a message this API is sending whose wamid we have not recorded yet: it
         // is that message, not a new one.
-        let text = (m.kind == MessageKind::text())
-            .then_some(m.text.as_deref())
-            .flatten();
+        let sought = OwnSendMatch {
+            callback_data: m.callback_data.clone(),
+            content: Some(EchoContent {
+                kind: m.kind.clone(),
+                text: (m.kind == MessageKind::text())
+                    .then(|| m.text.clone())
+                    .flatten(),
+                template: m.template.as_deref().cloned(),
+            }),
+        };
         if let Some(own) = unit
-            .claim_unsent_outbound(workspace_id, conversation.id, &m.kind, text, &m.wamid)
+            .claim_unsent_outbound(workspace_id, conversation.id, &sought, &m.wamid)
             .await?
         {
             let updates: Vec<(DeliveryStatus, Option<MessageError>)> =
@@ -567,6 +576,45 @@ async fn store_message(
         update_stored_message(unit, workspace_id, &m.wamid, &updates, events).await?;
     }
     Ok(false)
+}
+
+/// A status for a wamid we do not know yet that names one of our pending sends by its callback
+/// data: gives that message the wamid and applies the status. `false` when it names none.
+async fn claim_by_callback(
+    unit: &mut dyn IngestUnit,
+    workspace_id: WorkspaceId,
+    status: &StatusUpdate,
+    events: &mut Vec<NewEvent>,
+) -> Result<bool, StoreError> {
+    let sought = OwnSendMatch {
+        callback_data: status.callback_data.clone(),
+        content: None,
+    };
+    let Some(id) = sought.message_id() else {
+        return Ok(false);
+    };
+    let Some(own) = unit.claim_own_send(workspace_id, id, &status.wamid).await? else {
+        return Ok(false);
+    };
+    let updates = [
+        (DeliveryStatus::Sent, None),
+        (status.status, status.error.clone()),
+    ];
+    if let Some((to, error)) =
+        fold_statuses(own.status, updates.iter().map(|(s, e)| (*s, e.as_ref())))
+    {
+        unit.update_message_status(workspace_id, own.id, to, error)
+            .await?;
+    }
+    // The wamid changed even when the status did not.
+    events.push(NewEvent {
+        workspace_id,
+        kind: EventKind::MessageUpdated,
+        conversation_id: Some(own.conversation_id),
+        contact_id: Some(own.contact_id),
+        message_id: Some(own.id),
+    });
+    Ok(true)
 }
 
 /// Moves a stored message's status forward; `false` when no message has that wamid.
@@ -787,8 +835,15 @@ mod tests {
             &mut self,
             _: WorkspaceId,
             _: ConversationId,
-            _: &MessageKind,
-            _: Option<&str>,
+            _: &crate::sending::OwnSendMatch,
+            _: &str,
+        ) -> Result<Option<MessageStatusState>, StoreError> {
+            unreachable!()
+        }
+        async fn claim_own_send(
+            &mut self,
+            _: WorkspaceId,
+            _: MessageId,
             _: &str,
         ) -> Result<Option<MessageStatusState>, StoreError> {
             unreachable!()

@@ -15,8 +15,9 @@ use crate::ingest::{
     ContactState, ConversationState, CustomerRef, IngestRoute, MessageStatusState,
     NewIngestedMessage, PendingStatus,
 };
-use crate::message::{DeliveryStatus, MessageError, MessageKind};
+use crate::message::{DeliveryStatus, MessageError};
 use crate::phone::PhoneE164;
+use crate::sending::OwnSendMatch;
 use crate::timestamp::Timestamp;
 
 /// Starts ingest units.
@@ -185,9 +186,13 @@ pub trait IngestUnit: Send {
         wamid: &str,
     ) -> Result<Option<MessageStatusState>, StoreError>;
 
-    /// Gives `wamid` to the oldest message this API is still sending in the conversation
-    /// (outbound, `pending`, no wamid yet) of the same kind and, when `text` is given, the same
-    /// text; `None` when there is none, or when a message already has this wamid.
+    /// Gives `wamid` to the message this API is still sending in the conversation (outbound,
+    /// `pending`, no wamid yet) that `sought` names; `None` when there is none, or when a
+    /// message already has this wamid.
+    ///
+    /// With callback data, only the message whose id it is can match. Without, only sends made
+    /// before callback data was introduced can, by content ([`OwnSendMatch::same_content`]):
+    /// the oldest such one.
     ///
     /// Kapso's `whatsapp.message.sent` echo of our own send can arrive before Kapso's answer to
     /// the send tells us the wamid; this is how the echo finds our message instead of becoming
@@ -200,8 +205,23 @@ pub trait IngestUnit: Send {
         &mut self,
         workspace_id: WorkspaceId,
         conversation_id: ConversationId,
-        kind: &MessageKind,
-        text: Option<&str>,
+        sought: &OwnSendMatch,
+        wamid: &str,
+    ) -> Result<Option<MessageStatusState>, StoreError>;
+
+    /// Gives `wamid` to the message `id` when this API is still sending it (outbound,
+    /// `pending`, no wamid yet) and no message has this wamid yet; `None` otherwise.
+    ///
+    /// A status that carries our message id as callback data finds its message this way
+    /// before Kapso's answer or echo told us the wamid. The caller holds the wamid's lock
+    /// ([`Self::lock_message`] took it), as the sender does before it locks the message.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn claim_own_send(
+        &mut self,
+        workspace_id: WorkspaceId,
+        id: MessageId,
         wamid: &str,
     ) -> Result<Option<MessageStatusState>, StoreError>;
 

@@ -63,11 +63,13 @@ pub trait SendRepository: Send + Sync {
     /// Kapso accepted the message as `wamid`: stores the wamid, applies the statuses that
     /// arrived for it first (`pending_statuses`), moves the message to `sent` (or beyond),
     /// deletes the job and appends one `message.updated`. When Kapso's echo of the send got
-    /// there first and already gave the message its wamid, only the job is deleted. Returns the
-    /// message as stored.
+    /// there first and already gave the message its wamid, only the job is deleted; an echo
+    /// stored as a message of its own with this wamid is merged into it. Returns the message as
+    /// stored.
     ///
     /// # Errors
-    /// `NotFound` when the message does not exist.
+    /// `NotFound` when the message does not exist; `Duplicate` when another message this API
+    /// sent already has `wamid` (it keeps it).
     async fn record_send_accepted(
         &self,
         workspace_id: WorkspaceId,

@@ -48,6 +48,10 @@ pub enum KapsoError {
         reason: String,
         /// How long Kapso asked us to wait (`Retry-After`, in seconds), when it said.
         retry_after: Option<Duration>,
+        /// Whether the request may have reached Kapso: it failed after the connection was made
+        /// (a timeout waiting for the answer, an answer cut short), so Kapso may have acted on
+        /// it. A send with an unknown outcome must not simply be repeated.
+        outcome_unknown: bool,
     },
     /// Meta's 131047: the 24-hour customer-service window is closed, so only a template may be
     /// sent. Never retried.
@@ -63,6 +67,19 @@ impl KapsoError {
     #[must_use]
     pub const fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. })
+    }
+
+    /// Whether the request may have reached Kapso although no answer came back (see
+    /// [`KapsoError::Transient::outcome_unknown`]).
+    #[must_use]
+    pub const fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Self::Transient {
+                outcome_unknown: true,
+                ..
+            }
+        )
     }
 
     /// How long Kapso asked us to wait before trying again, when it said.
@@ -128,16 +145,20 @@ impl KapsoError {
         // The URL can carry a customer's phone number (the conversation lookup), so it is
         // dropped before the error is formatted anywhere.
         let error = error.without_url();
-        let reason = if error.is_timeout() {
-            "the request to Kapso timed out".to_owned()
-        } else if error.is_connect() {
+        // Only a failure to connect proves that nothing was sent; after that, the request may
+        // have been written and acted on before the answer was lost.
+        let outcome_unknown = !error.is_connect();
+        let reason = if error.is_connect() {
             format!("could not connect to Kapso: {}", source_chain(&error))
+        } else if error.is_timeout() {
+            "the request to Kapso timed out".to_owned()
         } else {
             format!("the request to Kapso failed: {}", source_chain(&error))
         };
         Self::Transient {
             reason,
             retry_after: None,
+            outcome_unknown,
         }
     }
 
@@ -178,6 +199,7 @@ impl KapsoError {
             Class::Transient => Self::Transient {
                 reason: transient_reason(status, &described),
                 retry_after,
+                outcome_unknown: false,
             },
             Class::Permanent => Self::Permanent {
                 status: Some(status.as_u16()),

@@ -56,6 +56,8 @@ pub fn inbound(wamid: &str, wa_id: &str, name: Option<&str>, secs: i64, text: &s
         sent_at: Timestamp::from_unix_seconds(secs),
         status: DeliveryStatus::Received,
         kapso_conversation_id: Some("kc_1".into()),
+        callback_data: None,
+        template: None,
         raw: serde_json::json!({"id": wamid, "unknown_field": [1, 2]}),
     })
 }
@@ -73,6 +75,8 @@ fn echo(wamid: &str, secs: i64, text: &str, status: DeliveryStatus) -> Fact {
         sent_at: Timestamp::from_unix_seconds(secs),
         status,
         kapso_conversation_id: None,
+        callback_data: None,
+        template: None,
         raw: serde_json::json!({"id": wamid}),
     })
 }
@@ -85,6 +89,7 @@ fn status(wamid: &str, status: DeliveryStatus, error: Option<MessageError>) -> F
         error,
         customer: customer(WA_ID, None),
         kapso_conversation_id: None,
+        callback_data: None,
     })
 }
 

@@ -265,6 +265,8 @@ contract!(
     intake::ingest_beside_contact_patches_stores_every_message,
     intake::idempotency_keys_are_namespaced_by_workspace,
     intake::a_huge_delivery_is_stored_in_bounded_statements,
+    sending::echoes_find_our_sends_by_callback_data_and_old_ones_by_whole_content,
+    sending::a_wamid_another_of_our_sends_has_is_never_taken_from_it,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the

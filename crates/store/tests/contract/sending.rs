@@ -1,13 +1,20 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use inbox_domain::message::{DeliveryStatus, MessageError, MessageText};
-use inbox_domain::sending::{CreatedSend, IdempotencyClaim, NewSend, OutboundContent};
+use inbox_domain::ingest::{CustomerRef, Fact, IncomingMessage, ingest};
+use inbox_domain::message::{
+    DeliveryStatus, Direction, MessageError, MessageKind, MessageText, SenderType,
+};
+use inbox_domain::sending::{
+    CreatedSend, IdempotencyClaim, NewSend, OutboundContent, TemplateSignature,
+};
+use inbox_domain::workspace::WorkspacePatch;
 use inbox_domain::{ConversationId, MessageId, Timestamp};
 use inbox_store::testing::SeedConversation;
 
 use crate::Harness;
 use crate::fixtures::{NOW, Team, contact, phone};
+use crate::ingest::{PHONE_NUMBER_ID, delivery, facts};
 
 const LEASE: Duration = Duration::from_secs(15);
 
@@ -258,4 +265,245 @@ async fn futures_claims(
             .expect("claim"),
     );
     all
+}
+
+/// Kapso's echo of an outbound message to customer 1, carrying `callback` when given.
+fn echo_of(
+    wamid: &str,
+    kind: &str,
+    text: &str,
+    template: Option<serde_json::Value>,
+    callback: Option<&str>,
+) -> Fact {
+    Fact::Message(IncomingMessage {
+        wamid: wamid.into(),
+        direction: Direction::Outbound,
+        sender_type: SenderType::External,
+        customer: CustomerRef {
+            phone: Some(phone(1)),
+            bsuid: None,
+            profile_name: None,
+        },
+        kind: MessageKind::new(kind),
+        text: Some(text.into()),
+        media: None,
+        reply_to_wamid: None,
+        sent_at: Timestamp::from_millis(NOW),
+        status: DeliveryStatus::Sent,
+        kapso_conversation_id: None,
+        callback_data: callback.map(str::to_owned),
+        template: template
+            .as_ref()
+            .and_then(TemplateSignature::from_meta)
+            .map(Box::new),
+        raw: serde_json::json!({"id": wamid}),
+    })
+}
+
+fn template_send(
+    team: &Team,
+    conversation_id: ConversationId,
+    template: &serde_json::Value,
+) -> NewSend {
+    NewSend {
+        content: OutboundContent::Template {
+            name: template["name"].as_str().expect("name").to_owned(),
+            template: template.clone(),
+        },
+        ..new_send(team, conversation_id, "unused", NOW)
+    }
+}
+
+async fn echo(h: &Harness, key: &str, fact: Fact) {
+    ingest(h.repo.as_ref(), &delivery(key), &facts(vec![fact]))
+        .await
+        .expect("ingest");
+}
+
+async fn wamid_of(h: &Harness, team: &Team, id: MessageId) -> Option<String> {
+    h.repo
+        .message(team.ws, id)
+        .await
+        .expect("read")
+        .expect("message")
+        .wamid
+}
+
+pub async fn echoes_find_our_sends_by_callback_data_and_old_ones_by_whole_content(h: Harness) {
+    let team = Team::new(&h, "acme").await;
+    let patch = WorkspacePatch {
+        kapso_phone_number_id: Some(Some(PHONE_NUMBER_ID.into())),
+        ..WorkspacePatch::default()
+    };
+    h.repo
+        .update_workspace(team.ws, patch)
+        .await
+        .expect("route");
+    let id = conversation(&h, &team).await;
+    let order = |n: &str| {
+        serde_json::json!({"name": "order_update", "language": "id",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": n}]}]})
+    };
+    let meta_order = |n: &str| {
+        serde_json::json!({"name": "order_update", "language": {"code": "id"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": n}]}]})
+    };
+    let text = create(&h, &new_send(&team, id, "Halo", NOW)).await;
+    let template = create(&h, &template_send(&team, id, &order("ORD-1"))).await;
+
+    // Sends carry their id as callback data: the same content from someone else is not ours.
+    echo(&h, "e1", echo_of("x1", "text", "Halo", None, None)).await;
+    echo(
+        &h,
+        "e2",
+        echo_of(
+            "x2",
+            "template",
+            "Template: order_update",
+            Some(meta_order("ORD-1")),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(wamid_of(&h, &team, text.id).await, None);
+    assert_eq!(wamid_of(&h, &team, template.id).await, None);
+    // Callback data naming none of our messages is someone else's send too.
+    let stranger = MessageId::new().to_string();
+    echo(
+        &h,
+        "e3",
+        echo_of("x3", "text", "Halo", None, Some(&stranger)),
+    )
+    .await;
+    echo(
+        &h,
+        "e4",
+        echo_of("x4", "text", "Halo", None, Some("not-an-id")),
+    )
+    .await;
+    assert_eq!(wamid_of(&h, &team, text.id).await, None);
+    // Our callback data decides, whatever else the echo says.
+    let ours = template.id.to_string();
+    echo(
+        &h,
+        "e5",
+        echo_of(
+            "w-template",
+            "template",
+            "Template: order_update",
+            Some(meta_order("ORD-1")),
+            Some(&ours),
+        ),
+    )
+    .await;
+    assert_eq!(
+        wamid_of(&h, &team, template.id).await.as_deref(),
+        Some("w-template")
+    );
+    assert_eq!(wamid_of(&h, &team, text.id).await, None);
+    let ours = text.id.to_string();
+    echo(
+        &h,
+        "e6",
+        echo_of("w-text", "text", "Halo", None, Some(&ours)),
+    )
+    .await;
+    assert_eq!(
+        wamid_of(&h, &team, text.id).await.as_deref(),
+        Some("w-text")
+    );
+    assert_eq!(
+        h.raw.count("SELECT COUNT(*) FROM messages WHERE sender_user_id IS NULL AND direction = 'outbound'").await,
+        4,
+        "x1, x2, x3 and x4 are messages of their own"
+    );
+
+    // Sends made before callback data were: their echoes carry none, content decides; for a
+    // template the name, language and every parameter.
+    let old_text = create(&h, &new_send(&team, id, "Lama", NOW + 1)).await;
+    let old_template = create(&h, &template_send(&team, id, &order("ORD-7"))).await;
+    h.raw
+        .execute("UPDATE send_jobs SET payload = REPLACE(payload, '\"tagged\":true', '\"tagged\":false')")
+        .await
+        .expect("untag");
+    echo(
+        &h,
+        "o1",
+        echo_of(
+            "y1",
+            "template",
+            "Template: welcome",
+            Some(serde_json::json!({"name": "welcome", "language": {"code": "id"}})),
+            None,
+        ),
+    )
+    .await;
+    echo(
+        &h,
+        "o2",
+        echo_of(
+            "y2",
+            "template",
+            "Template: order_update",
+            Some(meta_order("ORD-8")),
+            None,
+        ),
+    )
+    .await;
+    echo(
+        &h,
+        "o3",
+        echo_of(
+            "y3",
+            "template",
+            "Template: order_update",
+            Some(
+                serde_json::json!({"name": "order_update", "language": {"code": "en"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "ORD-7"}]}]}),
+            ),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(wamid_of(&h, &team, old_template.id).await, None);
+    echo(
+        &h,
+        "o4",
+        echo_of(
+            "y4",
+            "template",
+            "Template: order_update",
+            Some(meta_order("ORD-7")),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        wamid_of(&h, &team, old_template.id).await.as_deref(),
+        Some("y4")
+    );
+    echo(&h, "o5", echo_of("y5", "text", "Lain", None, None)).await;
+    assert_eq!(wamid_of(&h, &team, old_text.id).await, None);
+    echo(&h, "o6", echo_of("y6", "text", "Lama", None, None)).await;
+    assert_eq!(
+        wamid_of(&h, &team, old_text.id).await.as_deref(),
+        Some("y6")
+    );
+}
+
+pub async fn a_wamid_another_of_our_sends_has_is_never_taken_from_it(h: Harness) {
+    let team = Team::new(&h, "acme").await;
+    let id = conversation(&h, &team).await;
+    let first = create(&h, &new_send(&team, id, "Satu", NOW)).await;
+    let second = create(&h, &new_send(&team, id, "Dua", NOW + 1)).await;
+    h.repo
+        .record_send_accepted(team.ws, first.id, "w1")
+        .await
+        .expect("first accepted");
+    // A wrong wamid for the second (a history lookup that guessed by content, say) must not
+    // delete the first as if it were a stray copy of an echo.
+    let taken = h.repo.record_send_accepted(team.ws, second.id, "w1").await;
+    assert!(taken.is_err(), "{taken:?}");
+    assert_eq!(wamid_of(&h, &team, first.id).await.as_deref(), Some("w1"));
+    assert_eq!(wamid_of(&h, &team, second.id).await, None);
 }
