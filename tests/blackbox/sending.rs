@@ -190,7 +190,7 @@ async fn outside_the_window_only_templates_go_through(env: TestEnv) {
 async fn one_idempotency_key_sends_once(env: TestEnv) {
     let inbox = Inbox::start(env, HOUR, &[]).await;
     // Slow Kapso down so that the five requests overlap the first one's attempt.
-    inbox.kapso.set_latency(Some(Duration::from_millis(200)));
+    inbox.kapso.set_latency(Some(Duration::from_millis(300)));
     let body = inbox.text("Sekali saja");
     let answers = join_all((0..5).map(|_| {
         send(
@@ -203,15 +203,32 @@ async fn one_idempotency_key_sends_once(env: TestEnv) {
     }))
     .await;
     assert_eq!(inbox.kapso.sends().len(), 1, "one Kapso request");
-    for (status, answer, _) in &answers {
-        assert_eq!(*status, StatusCode::CREATED, "{answer}");
-        assert_eq!(answer, &answers[0].1, "five identical answers");
+    // The first request and one waiting repeat get the answer; the other repeats, arriving
+    // while both are busy, are told the request is in progress instead of piling up.
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::CREATED)
+        .map(|(_, answer, _)| answer)
+        .collect();
+    assert!(created.len() >= 2, "{answers:?}");
+    assert!(
+        created.iter().all(|a| *a == created[0]),
+        "identical answers"
+    );
+    let in_progress: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _, _)| *status != StatusCode::CREATED)
+        .map(|(_, answer, _)| answer)
+        .collect();
+    assert!(!in_progress.is_empty(), "{answers:?}");
+    for answer in in_progress {
+        assert_eq!(answer["error"]["code"], "request_in_progress", "{answer}");
     }
-    assert_eq!(answers[0].1["message"]["status"], "sent");
+    assert_eq!(created[0]["message"]["status"], "sent");
     assert_eq!(inbox.messages().await.len(), 2);
 
     let (status, again, _) = inbox.send(&body, Some("key-1")).await;
-    assert_eq!((status, &again), (StatusCode::CREATED, &answers[0].1));
+    assert_eq!((status, &again), (StatusCode::CREATED, created[0]));
     let (status, other, _) = inbox.send(&inbox.text("Lain"), Some("key-1")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{other}");
     assert_eq!(other["error"]["code"], "idempotency_key_reused");

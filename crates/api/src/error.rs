@@ -57,6 +57,12 @@ pub enum ApiError {
         /// Seconds to wait (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// A repeat of a keyed send whose first request is still being processed, while another
+    /// repeat of it already waits for the answer.
+    #[error(
+        "A request with this Idempotency-Key is still being processed and another repeat already waits for it; retry shortly."
+    )]
+    RequestInProgress,
     /// A per-token limit other than sends: too many requests a minute, or too many open event
     /// streams.
     #[error("{message}")]
@@ -127,6 +133,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "reply_window_closed")
             }
             Self::IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused"),
+            Self::RequestInProgress => (StatusCode::CONFLICT, "request_in_progress"),
             Self::RateLimited { .. } | Self::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
             }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub budgets: Arc<limits::RequestBudgets>,
     /// Token use waiting to be written.
     pub token_use: Arc<auth::TokenUse>,
+    /// Repeats of keyed sends waiting for their first request's answer.
+    pub send_answers: Arc<sending::SendAnswers>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             limits: limits::ApiLimits::default(),
             budgets: Arc::new(limits::RequestBudgets::default()),
             token_use: Arc::new(auth::TokenUse::default()),
+            send_answers: Arc::new(sending::SendAnswers::default()),
         }
     }
 

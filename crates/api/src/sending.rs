@@ -17,6 +17,8 @@
 //! Kapso's message history whether an earlier attempt went out, records its wamid if so, and
 //! sends only if not.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use inbox_domain::message::Message;
@@ -24,7 +26,7 @@ use inbox_domain::phone::PhoneE164;
 use inbox_domain::ports::StoreError;
 use inbox_domain::sending::{Backoff, DEFAULT_SENDS_PER_MINUTE, OutboundContent, SendJob};
 use inbox_domain::workspace::KapsoCredentials;
-use inbox_domain::{MessageId, Timestamp, WorkspaceId};
+use inbox_domain::{MessageId, Timestamp, UserId, WorkspaceId};
 use inbox_kapso::{KapsoError, SoughtContent, SoughtSend};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -355,5 +357,62 @@ async fn run_job(state: &AppState, job: &SendJob) {
     .await
     {
         tracing::warn!(message.id = %job.message_id, error = %e, "cannot record a send attempt; its lease will expire and it is retried");
+    }
+}
+
+/// Repeats of a keyed send waiting for the first request's answer, in this process. The first
+/// request wakes its waiter when it stores the answer; a first request in another process is
+/// noticed by a slow re-read on the read pool. At most one waiter per key: more repeats of a
+/// send still in progress answer 409 `request_in_progress` instead of piling up.
+#[derive(Debug, Default)]
+pub struct SendAnswers {
+    waiters: std::sync::Mutex<HashMap<(UserId, String), Arc<tokio::sync::Notify>>>,
+}
+
+/// A repeat's place in [`SendAnswers`], given up when dropped.
+pub struct AnswerWait {
+    answers: Arc<SendAnswers>,
+    key: (UserId, String),
+    /// Woken when the answer is stored in this process.
+    pub answered: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for AnswerWait {
+    fn drop(&mut self) {
+        self.answers.lock().remove(&self.key);
+    }
+}
+
+impl SendAnswers {
+    /// A place to wait for the answer to `key`, unless a repeat of it already waits here.
+    #[must_use]
+    pub fn wait(self: &Arc<Self>, user_id: UserId, key: &str) -> Option<AnswerWait> {
+        let key = (user_id, key.to_owned());
+        let mut waiters = self.lock();
+        if waiters.contains_key(&key) {
+            return None;
+        }
+        let answered = Arc::new(tokio::sync::Notify::new());
+        waiters.insert(key.clone(), Arc::clone(&answered));
+        Some(AnswerWait {
+            answers: Arc::clone(self),
+            key,
+            answered,
+        })
+    }
+
+    /// The answer to `key` is stored: wakes its waiter, if any.
+    pub fn answered(&self, user_id: UserId, key: &str) {
+        if let Some(waiter) = self.lock().get(&(user_id, key.to_owned())) {
+            waiter.notify_one();
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(UserId, String), Arc<tokio::sync::Notify>>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -372,9 +372,10 @@ macro_rules! impl_sending {
                 user_id: UserId,
                 key: &str,
             ) -> Result<Option<IdempotentSend>, StoreError> {
-                // From the writer: a repeat that polls for the answer must see it as soon as
-                // it is committed.
-                let mut conn = self.write.acquire().await.map_err(from_sqlx)?;
+                // From the read pool: an answer is visible there as soon as it is committed
+                // (one server on PostgreSQL, WAL readers on SQLite), and waiting repeats must
+                // not take turns on SQLite's one writer.
+                let mut conn = self.read.acquire().await.map_err(from_sqlx)?;
                 Self::read_send_request(&mut *conn, user_id, key).await
             }
 

@@ -31,7 +31,9 @@ use crate::sending::{AttemptOutcome, attempt, usable};
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// How often a repeat of a send still under way looks for its answer.
-const ANSWER_POLL: Duration = Duration::from_millis(20);
+/// How often a waiting repeat re-reads its key when no answer was announced in this process
+/// (the first request runs in another one).
+const ANSWER_RECHECK: Duration = Duration::from_millis(250);
 
 /// A send: free-form `text` (inside the 24-hour window) or a `template` (any time).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -98,7 +100,7 @@ pub struct SendResponse {
         (status = 201, description = "Stored and sent (`sent`), or stored and being retried (`pending`)", body = SendResponse),
         (status = 401, description = "No, unknown or revoked token", body = ErrorBody),
         (status = 404, description = "No such conversation for the caller", body = ErrorBody),
-        (status = 409, description = "`idempotency_key_reused`: the key came with another body; `conflict`: the first request with this key is still being processed", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`: the key came with another body; `request_in_progress`: the first request with this key is still being processed and another repeat already waits for it; `conflict`: the first request died mid-send and left no message", body = ErrorBody),
         (status = 422, description = "`validation_failed` (text empty or over 4096 characters, quoted message unusable, no Kapso credentials or contact phone) or `reply_window_closed` (free-form text outside the 24-hour window)", body = ErrorBody),
         (status = 429, description = "`rate_limited`: over 30 sends per minute; see `Retry-After`", body = ErrorBody),
         (status = 502, description = "`kapso_error`: Kapso refused the message for good; `message` is the stored `failed` message", body = ErrorBody),
@@ -236,6 +238,7 @@ impl FirstAttempt {
                 .repo
                 .store_send_answer(*user_id, key, status.as_u16(), &body)
                 .await?;
+            state.send_answers.answered(*user_id, key);
         }
         Ok((status, body))
     }
@@ -252,6 +255,10 @@ async fn repeat(
 ) -> Result<Response, ApiError> {
     // The first request answers within one attempt's lease; after that it has died mid-send.
     let deadline = Instant::now() + state.sending.lease;
+    // Woken at once when the first request is in this process; a first request elsewhere is
+    // noticed by a slow re-read on the read pool. One waiter per key: the writer is never
+    // polled, and a storm of repeats costs one wait.
+    let mut wait = None;
     loop {
         if record.request_hash != request_hash {
             return Err(ApiError::IdempotencyKeyReused);
@@ -282,7 +289,17 @@ async fn repeat(
                 .await?;
             return Ok(json_response(StatusCode::CREATED, body));
         }
-        tokio::time::sleep(ANSWER_POLL).await;
+        if wait.is_none() {
+            wait = Some(
+                state
+                    .send_answers
+                    .wait(user_id, key)
+                    .ok_or(ApiError::RequestInProgress)?,
+            );
+        }
+        if let Some(wait) = &wait {
+            let _ = tokio::time::timeout(ANSWER_RECHECK, wait.answered.notified()).await;
+        }
         record = state
             .repo
             .idempotent_send(user_id, key)
