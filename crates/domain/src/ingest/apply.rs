@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::rules::{
     ContactState, ConversationState, IngestRoute, IngestWorkspace, NewIngestedMessage,
-    PendingStatus, clean_profile_name, fold_statuses,
+    PendingStatus, clean_profile_name, effective_sent_at, fold_statuses,
 };
 use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
 use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
@@ -130,8 +130,13 @@ where
     R: IngestRepository + ?Sized,
 {
     let mut unit = repo.begin_ingest().await?;
-    let (workspace_id, outcome) =
-        route_and_apply(unit.as_mut(), delivery.phone_number_id.as_deref(), facts).await?;
+    let (workspace_id, outcome) = route_and_apply(
+        unit.as_mut(),
+        delivery.phone_number_id.as_deref(),
+        delivery.received_at,
+        facts,
+    )
+    .await?;
     // The delivery row goes last, with its final outcome: one write instead of an insert and
     // a correction, sent together with the writes held back before it. Its unique idempotency
     // key still makes a repeated delivery change nothing: the insert waits for a concurrent
@@ -157,8 +162,13 @@ where
     R: IngestRepository + ?Sized,
 {
     let mut unit = repo.begin_ingest().await?;
-    let (workspace_id, outcome) =
-        route_and_apply(unit.as_mut(), delivery.phone_number_id.as_deref(), facts).await?;
+    let (workspace_id, outcome) = route_and_apply(
+        unit.as_mut(),
+        delivery.phone_number_id.as_deref(),
+        delivery.received_at,
+        facts,
+    )
+    .await?;
     let (stored, error) = stored_outcome(&outcome);
     unit.finish_delivery(delivery.id, workspace_id, stored, error, true)
         .await?;
@@ -172,6 +182,7 @@ where
 async fn route_and_apply(
     unit: &mut dyn IngestUnit,
     delivery_phone_number_id: Option<&str>,
+    received_at: Timestamp,
     facts: &DeliveryFacts,
 ) -> Result<(Option<WorkspaceId>, IngestOutcome), StoreError> {
     let now = Timestamp::now();
@@ -183,10 +194,18 @@ async fn route_and_apply(
     Ok(match route(unit, phone_number_id, &plan).await? {
         Ok(route) => (
             Some(route.workspace.id),
-            apply_facts(unit, route, &plan, facts, now).await?,
+            apply_facts(unit, route, &plan, facts, Clock { now, received_at }).await?,
         ),
         Err(reason) => (None, IngestOutcome::Ignored(reason)),
     })
+}
+
+/// The instants a delivery is applied by: now (for `created_at`, `updated_at`), and when the
+/// delivery arrived (what a sender's timestamp is clamped around).
+#[derive(Clone, Copy)]
+struct Clock {
+    now: Timestamp,
+    received_at: Timestamp,
 }
 
 fn stored_outcome(outcome: &IngestOutcome) -> (DeliveryOutcome, Option<&str>) {
@@ -287,15 +306,17 @@ async fn apply_facts(
     route: IngestRoute,
     plan: &Plan<'_>,
     facts: &DeliveryFacts,
-    now: Timestamp,
+    clock: Clock,
 ) -> Result<IngestOutcome, StoreError> {
+    let now = clock.now;
     let workspace = route.workspace;
     // What the route found belongs to the first group (see `route`).
     let mut found = route.customer;
     let mut skipped = plan.skipped.clone();
     let mut events = Vec::new();
     for group in plan.groups.values() {
-        let reason = apply_customer(unit, workspace, group, found.take(), now, &mut events).await?;
+        let reason =
+            apply_customer(unit, workspace, group, found.take(), clock, &mut events).await?;
         if let Some(reason) = reason {
             skipped.push(reason);
         }
@@ -340,9 +361,10 @@ async fn apply_customer(
     workspace: IngestWorkspace,
     group: &[CustomerFact<'_>],
     found: Option<(ContactState, ConversationState)>,
-    now: Timestamp,
+    clock: Clock,
     events: &mut Vec<NewEvent>,
 ) -> Result<Option<String>, StoreError> {
+    let now = clock.now;
     let Some(first) = group.first() else {
         return Ok(None);
     };
@@ -385,8 +407,11 @@ async fn apply_customer(
     for fact in group {
         match fact {
             CustomerFact::Message(m) => {
-                if store_message(unit, workspace.id, &mut conversation, m, now, events).await? {
-                    contact_dirty |= contact.record_message(m.direction, m.sent_at);
+                if store_message(unit, workspace.id, &mut conversation, m, clock, events).await? {
+                    contact_dirty |= contact.record_message(
+                        m.direction,
+                        effective_sent_at(m.sent_at, clock.received_at),
+                    );
                     conversation_dirty = true;
                 }
                 conversation_dirty |=
@@ -480,9 +505,10 @@ async fn store_message(
     workspace_id: WorkspaceId,
     conversation: &mut ConversationState,
     m: &IncomingMessage,
-    now: Timestamp,
+    clock: Clock,
     events: &mut Vec<NewEvent>,
 ) -> Result<bool, StoreError> {
+    let now = clock.now;
     // WhatsApp reports statuses only for messages the business sent, so only outbound messages
     // can have statuses waiting for them; inbound ones skip the lookup.
     let pending = match m.direction {
@@ -543,7 +569,9 @@ async fn store_message(
         created_at: now,
     };
     if unit.insert_message(&message).await? {
-        conversation.record_message(m.direction, m.sent_at, &m.kind, m.text.as_deref());
+        // Ordered and windowed by the clamped time; the row keeps the sender's.
+        let at = effective_sent_at(m.sent_at, clock.received_at);
+        conversation.record_message(m.direction, at, &m.kind, m.text.as_deref());
         events.push(NewEvent {
             workspace_id,
             kind: EventKind::MessageCreated,

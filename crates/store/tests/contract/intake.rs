@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use inbox_domain::contact::{ContactPatch, LeadScore, Tags};
 use inbox_domain::delivery::{DeliveryOutcome, NewDelivery};
-use inbox_domain::ingest::{DeliveryFacts, IngestOutcome, ingest};
+use inbox_domain::ingest::{DeliveryFacts, Fact, IncomingMessage, IngestOutcome, ingest};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::workspace::WorkspacePatch;
 
@@ -302,5 +302,68 @@ pub async fn sqlite_duplicates_wait_for_the_original_to_be_durable(
             .await
             .expect("read")
             .is_some()
+    );
+}
+
+/// A sender's timestamp far in the future does not pin the conversation to the top of the list
+/// nor hold its reply window open; the message keeps the raw value.
+pub async fn sender_timestamps_are_clamped_for_order_and_window(h: Harness) {
+    use inbox_domain::ingest::MAX_FUTURE_SKEW_MILLIS;
+
+    crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let received = inbox_domain::Timestamp::from_millis(1_795_600_800_000);
+    let far_future_secs = 4_102_444_800 - crate::ingest::T0; // 2100-01-01
+    let arrives = |key: &str| NewDelivery {
+        received_at: received,
+        ..delivery(key)
+    };
+    let out = ingest(
+        h.repo.as_ref(),
+        &arrives("k1"),
+        &facts(vec![inbound("w1", WA_ID, None, far_future_secs, "future")]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    let bound = received.as_millis() + MAX_FUTURE_SKEW_MILLIS;
+    assert_eq!(
+        h.raw.int("SELECT sent_at FROM messages").await,
+        4_102_444_800_000,
+        "the message keeps the sender's time"
+    );
+    for column in ["last_message_at", "last_inbound_at", "sort_at"] {
+        assert_eq!(
+            h.raw
+                .int(&format!("SELECT {column} FROM conversations"))
+                .await,
+            bound,
+            "{column}"
+        );
+    }
+    assert_eq!(
+        h.raw.int("SELECT last_activity_at FROM contacts").await,
+        bound
+    );
+    // Negative: taken as 2009.
+    ingest(
+        h.repo.as_ref(),
+        &arrives("k2"),
+        &facts(vec![Fact::Message(IncomingMessage {
+            wamid: "w2".into(),
+            ..match inbound("w2", WA_ID, None, 0, "past") {
+                Fact::Message(m) => IncomingMessage {
+                    sent_at: inbox_domain::Timestamp::from_millis(-5),
+                    ..m
+                },
+                _ => unreachable!(),
+            }
+        })]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(
+        h.raw.int("SELECT last_message_at FROM conversations").await,
+        bound,
+        "an absurd past does not become the newest"
     );
 }

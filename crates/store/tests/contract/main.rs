@@ -248,6 +248,7 @@ contract!(
     intake::ingest_beside_contact_patches_stores_every_message,
     intake::idempotency_keys_are_namespaced_by_workspace,
     intake::a_huge_delivery_is_stored_in_bounded_statements,
+    intake::sender_timestamps_are_clamped_for_order_and_window,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
