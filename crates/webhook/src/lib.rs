@@ -4,11 +4,13 @@
 //! - [`receiver`]: `POST`/`GET /api/webhook/kapso` ([`router`], [`WebhookState`],
 //!   [`WebhookSettings`]).
 //! - [`replay`]: re-applying stored deliveries by id, or every failed one.
+//! - [`retention`]: pruning deliveries and parked statuses past retention, in the background.
 
 pub mod health;
 pub mod process;
 pub mod receiver;
 pub mod replay;
+pub mod retention;
 
 pub use receiver::{WebhookSettings, WebhookState, router};
 pub use replay::{ReplayError, replay_delivery, replay_failed};

@@ -36,6 +36,12 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
     let key = cli.core.secret_key()?;
     let listener = process::bind(&cli.listen).await?;
     let repo = inbox_store::open(&cli.core.database_url, &key).await?;
+    inbox_webhook::retention::spawn_retention(
+        repo.clone(),
+        inbox_webhook::retention::RetentionSettings::with_delivery_days(
+            cli.core.delivery_retention_days,
+        ),
+    );
     let state = inbox_webhook::WebhookState::new(repo.clone(), cli.webhook.settings());
     let app = inbox_webhook::router(state).merge(inbox_webhook::health::router(repo));
     let addr = listener

@@ -712,6 +712,17 @@ mod tests {
         ) -> Result<(), StoreError> {
             unreachable!()
         }
+        async fn prune_deliveries(
+            &self,
+            _: Timestamp,
+            _: Timestamp,
+            _: u32,
+        ) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn prune_pending_statuses(&self, _: Timestamp, _: u32) -> Result<u64, StoreError> {
+            unreachable!()
+        }
     }
 
     #[async_trait]

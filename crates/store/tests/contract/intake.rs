@@ -367,3 +367,94 @@ pub async fn sender_timestamps_are_clamped_for_order_and_window(h: Harness) {
         "an absurd past does not become the newest"
     );
 }
+
+/// Deliveries past retention are deleted in small batches: processed and ignored ones after
+/// their retention, failed ones only after theirs (longer), pending ones never. Statuses kept for
+/// wamids that never arrived expire too.
+pub async fn retention_prunes_in_small_batches(h: Harness) {
+    use inbox_domain::{DeliveryId, Timestamp};
+
+    const DAY: i64 = 86_400_000;
+    let now = Timestamp::now().as_millis();
+    let at = |days: i64| Timestamp::from_millis(now - days * DAY);
+    let mut keep = Vec::new();
+    for (key, days, outcome, kept) in [
+        ("processed-old", 40, DeliveryOutcome::Processed, false),
+        ("processed-new", 1, DeliveryOutcome::Processed, true),
+        ("ignored-old", 31, DeliveryOutcome::Ignored, false),
+        ("failed-old", 40, DeliveryOutcome::Failed, true),
+        ("failed-ancient", 100, DeliveryOutcome::Failed, false),
+        ("pending-ancient", 100, DeliveryOutcome::Pending, true),
+    ] {
+        let new = NewDelivery {
+            id: DeliveryId::new(),
+            received_at: at(days),
+            ..delivery(key)
+        };
+        h.repo
+            .record_delivery(&new, None, outcome, None)
+            .await
+            .expect("record");
+        if kept {
+            keep.push(key.to_owned());
+        }
+    }
+    let mut pruned = Vec::new();
+    loop {
+        let n = h
+            .repo
+            .prune_deliveries(at(30), at(90), 2)
+            .await
+            .expect("prune");
+        assert!(n <= 2, "one batch deletes at most the limit");
+        if n == 0 {
+            break;
+        }
+        pruned.push(n);
+    }
+    assert_eq!(pruned, vec![2, 1]);
+    let mut left: Vec<String> = h
+        .raw
+        .texts("SELECT idempotency_key FROM webhook_deliveries")
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    left.sort();
+    keep.sort();
+    assert_eq!(left, keep);
+
+    let ws = crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    for (wamid, days) in [("gone", 8), ("kept", 6)] {
+        h.raw
+            .execute(&format!(
+                "INSERT INTO pending_statuses (workspace_id, wamid, status, at, received_at) \
+                 VALUES ({}, '{wamid}', 'read', 0, {})",
+                h.raw.uuid(ws.as_uuid()),
+                now - days * DAY
+            ))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        h.repo
+            .prune_pending_statuses(at(7), 1)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        h.repo
+            .prune_pending_statuses(at(7), 1)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        h.raw
+            .text("SELECT wamid FROM pending_statuses")
+            .await
+            .as_deref(),
+        Some("kept")
+    );
+}

@@ -249,6 +249,7 @@ contract!(
     intake::idempotency_keys_are_namespaced_by_workspace,
     intake::a_huge_delivery_is_stored_in_bounded_statements,
     intake::sender_timestamps_are_clamped_for_order_and_window,
+    intake::retention_prunes_in_small_batches,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the

@@ -4,6 +4,7 @@
 mod fixtures;
 mod refusals;
 mod replays;
+mod retention;
 
 use std::sync::Arc;
 
@@ -254,4 +255,5 @@ both!(
     refusals::meta_handshake,
     replays::ignored_deliveries_replay_once_contacts_may_be_created,
     replays::unreadable_deliveries_are_kept_as_failed_and_stay_failed_on_replay,
+    retention::deliveries_are_pruned_after_retention_in_batches,
 );
