@@ -245,6 +245,14 @@ impl CustomerFact<'_> {
             Self::Notice(n) => &n.customer,
         }
     }
+
+    /// When it happened, as the sender says.
+    fn at(&self) -> Timestamp {
+        match self {
+            Self::Message(m) => m.sent_at,
+            Self::Notice(n) => n.at,
+        }
+    }
 }
 
 /// The key facts are grouped and ordered by: one group per customer.
@@ -369,19 +377,43 @@ async fn apply_customer(
         return Ok(None);
     };
     let customer = first.customer();
+    let mut kept: Vec<&CustomerFact<'_>> = group.iter().collect();
     let (mut contact, contact_created, found_conversation) = match found {
         Some((contact, conversation)) => (contact, false, Some(conversation)),
-        None => match find_or_create_contact(unit, workspace, customer, now).await? {
-            Some((contact, created)) => (contact, created, None),
-            None => {
-                return Ok(Some(
-                    "unknown customer and auto_create_contacts is off".to_owned(),
-                ));
+        None => {
+            let phone = customer.phone.as_ref();
+            let bsuid = customer.bsuid.as_deref();
+            if unit
+                .find_contact(workspace.id, phone, bsuid)
+                .await?
+                .is_none()
+            {
+                // A deleted contact: what the customer said before the deletion does not bring
+                // them back; what they say after starts a fresh contact.
+                if let Some(deleted_at) = unit.erased_at(workspace.id, phone, bsuid).await? {
+                    kept.retain(|fact| {
+                        effective_sent_at(fact.at(), clock.received_at) > deleted_at
+                    });
+                    if kept.is_empty() {
+                        return Ok(Some(
+                            "the customer's contact was deleted after these facts".to_owned(),
+                        ));
+                    }
+                }
             }
-        },
+            match find_or_create_contact(unit, workspace, customer, now).await? {
+                Some((contact, created)) => (contact, created, None),
+                None => {
+                    return Ok(Some(
+                        "unknown customer and auto_create_contacts is off".to_owned(),
+                    ));
+                }
+            }
+        }
     };
+    let group = kept;
     let mut named = false;
-    for fact in group {
+    for fact in &group {
         named |= contact.observe_profile_name(fact.customer().profile_name.as_deref());
     }
     let (mut conversation, conversation_created) = match found_conversation {
@@ -404,7 +436,7 @@ async fn apply_customer(
 
     let mut contact_dirty = named;
     let mut conversation_dirty = false;
-    for fact in group {
+    for fact in &group {
         match fact {
             CustomerFact::Message(m) => {
                 if store_message(unit, workspace.id, &mut conversation, m, clock, events).await? {
@@ -759,6 +791,14 @@ mod tests {
             _: Option<&PhoneE164>,
             _: Option<&str>,
         ) -> Result<Option<ContactState>, StoreError> {
+            unreachable!()
+        }
+        async fn erased_at(
+            &mut self,
+            _: WorkspaceId,
+            _: Option<&PhoneE164>,
+            _: Option<&str>,
+        ) -> Result<Option<Timestamp>, StoreError> {
             unreachable!()
         }
         async fn insert_contact(

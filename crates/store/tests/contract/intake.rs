@@ -458,3 +458,86 @@ pub async fn retention_prunes_in_small_batches(h: Harness) {
         Some("kept")
     );
 }
+
+/// Deleting a contact redacts the raw payloads of the deliveries that named it and leaves a
+/// tombstone: messages from before the deletion never bring the contact back, a message after it
+/// starts a fresh contact.
+pub async fn a_deleted_contact_stays_deleted_and_its_payloads_are_redacted(h: Harness) {
+    let team = team(&h).await;
+    let named = NewDelivery {
+        body: format!(r#"{{"message":{{"from":"{WA_ID}","text":"secret"}}}}"#).into_bytes(),
+        ..delivery("k1")
+    };
+    let out = ingest(
+        h.repo.as_ref(),
+        &named,
+        &facts(vec![inbound("w1", WA_ID, Some("Budi"), 100, "secret")]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    let phone = PhoneE164::from_wa_id(WA_ID).expect("phone");
+    let contact = h
+        .repo
+        .contact_id_by_phone(team.ws, &phone)
+        .await
+        .expect("lookup")
+        .expect("contact");
+    h.repo
+        .delete_contact(team.owner, contact)
+        .await
+        .expect("delete");
+
+    let body = h
+        .repo
+        .delivery_by_idempotency_key("k1")
+        .await
+        .expect("read")
+        .expect("kept")
+        .body;
+    assert!(
+        !String::from_utf8_lossy(&body).contains(WA_ID),
+        "the payload still names the customer"
+    );
+    assert_eq!(
+        h.raw.count("SELECT COUNT(*) FROM contact_tombstones").await,
+        1
+    );
+
+    // A message from before the deletion, delivered again under another key: nothing returns.
+    let out = ingest(
+        h.repo.as_ref(),
+        &delivery("k1-again"),
+        &facts(vec![inbound("w1", WA_ID, Some("Budi"), 100, "secret")]),
+    )
+    .await
+    .expect("ingest");
+    assert!(matches!(out, IngestOutcome::Ignored(_)), "{out:?}");
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM contacts").await, 0);
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 0);
+
+    // A message after the deletion: a fresh contact with only that message.
+    let now_secs = inbox_domain::Timestamp::now().as_millis() / 1_000 + 1;
+    let out = ingest(
+        h.repo.as_ref(),
+        &delivery("k2"),
+        &facts(vec![
+            inbound("w0", WA_ID, None, 100, "old"),
+            inbound(
+                "w2",
+                WA_ID,
+                None,
+                now_secs - crate::ingest::T0,
+                "hello again",
+            ),
+        ]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM contacts").await, 1);
+    assert_eq!(
+        h.raw.texts("SELECT text FROM messages").await,
+        vec![Some("hello again".to_owned())]
+    );
+}

@@ -250,6 +250,7 @@ contract!(
     intake::a_huge_delivery_is_stored_in_bounded_statements,
     intake::sender_timestamps_are_clamped_for_order_and_window,
     intake::retention_prunes_in_small_batches,
+    intake::a_deleted_contact_stays_deleted_and_its_payloads_are_redacted,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the
