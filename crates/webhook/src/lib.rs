@@ -4,12 +4,14 @@
 //! - [`receiver`]: `POST`/`GET /api/webhook/kapso` ([`router`], [`WebhookState`],
 //!   [`WebhookSettings`]).
 //! - [`replay`]: re-applying stored deliveries by id, or every failed one.
+//! - [`replayer`]: replaying failed deliveries in the background, with backoff.
 //! - [`retention`]: pruning deliveries and parked statuses past retention, in the background.
 
 pub mod health;
 pub mod process;
 pub mod receiver;
 pub mod replay;
+pub mod replayer;
 pub mod retention;
 
 pub use receiver::{WebhookSettings, WebhookState, router};

@@ -36,6 +36,10 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
     let key = cli.core.secret_key()?;
     let listener = process::bind(&cli.listen).await?;
     let repo = inbox_store::open(&cli.core.database_url, &key).await?;
+    inbox_webhook::replayer::spawn_replayer(
+        repo.clone(),
+        inbox_webhook::replayer::ReplayPolicy::default(),
+    );
     inbox_webhook::retention::spawn_retention(
         repo.clone(),
         inbox_webhook::retention::RetentionSettings::with_delivery_days(

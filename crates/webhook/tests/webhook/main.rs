@@ -256,4 +256,5 @@ both!(
     replays::ignored_deliveries_replay_once_contacts_may_be_created,
     replays::unreadable_deliveries_are_kept_as_failed_and_stay_failed_on_replay,
     retention::deliveries_are_pruned_after_retention_in_batches,
+    replays::failed_deliveries_are_replayed_with_backoff_until_attempts_run_out,
 );

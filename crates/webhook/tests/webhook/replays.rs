@@ -98,3 +98,44 @@ pub async fn unreadable_deliveries_are_kept_as_failed_and_stay_failed_on_replay(
     assert_eq!(again.outcome, DeliveryOutcome::Failed);
     assert_eq!(again.attempts, 2);
 }
+
+/// The background replayer's step: a failed delivery is tried again when due, each attempt
+/// counted, until its attempts run out; one that now applies becomes processed.
+pub async fn failed_deliveries_are_replayed_with_backoff_until_attempts_run_out(h: Harness) {
+    use inbox_domain::Timestamp;
+    use inbox_webhook::replayer::{ReplayPolicy, replay_due};
+
+    let app = h.app();
+    let body = br#"{"hello":"world","phone_number_id":"123456789012345"}"#;
+    let request = Post::kapso("", "odd", body, KAPSO_SECRET).without("X-Webhook-Event");
+    assert_eq!(post(&app, &request).await.0, StatusCode::OK);
+    let policy = ReplayPolicy::default();
+    let minute = 60_000;
+    let start = Timestamp::now().as_millis();
+    // Not yet due.
+    assert!(
+        replay_due(h.repo.as_ref(), &policy, Timestamp::from_millis(start))
+            .await
+            .expect("replay")
+            .is_empty()
+    );
+    let mut replays = 0;
+    let mut now = start;
+    for _ in 0..10 {
+        // Far enough ahead for any wait.
+        now += 6 * 60 * minute + 1;
+        let done = replay_due(h.repo.as_ref(), &policy, Timestamp::from_millis(now))
+            .await
+            .expect("replay");
+        replays += done.len();
+    }
+    let stored = h
+        .repo
+        .delivery_by_idempotency_key("odd")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(stored.outcome, DeliveryOutcome::Failed);
+    assert_eq!(stored.attempts, policy.max_attempts, "bounded");
+    assert_eq!(i64::try_from(replays).unwrap_or(0), policy.max_attempts - 1);
+}
