@@ -169,6 +169,8 @@ macro_rules! impl_deliveries {
                     .await
                     .map_err(|e| match from_sqlx(e) {
                         StoreError::Duplicate(_) => StoreError::Duplicate("id".into()),
+                        // One statement, not a unit anyone re-runs: as transient as the rest.
+                        StoreError::Retryable(reason) => StoreError::Unavailable(reason),
                         other => other,
                     })?;
                 Ok(done.rows_affected() == 1)
