@@ -375,6 +375,16 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
         repo.clone(),
         Duration::from_secs(u64::from(args.event_retention_days) * 86_400),
     );
+    inbox_webhook::replayer::spawn_replayer(
+        repo.clone(),
+        inbox_webhook::replayer::ReplayPolicy::default(),
+    );
+    inbox_webhook::retention::spawn_retention(
+        repo.clone(),
+        inbox_webhook::retention::RetentionSettings::with_delivery_days(
+            core.delivery_retention_days,
+        ),
+    );
     let mut app = crate::router(state);
     if !args.no_webhook {
         // Merged beside the API's 1 MiB body limit, not under it: deliveries may be 3 MiB.

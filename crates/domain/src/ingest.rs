@@ -9,8 +9,9 @@ mod rules;
 
 pub use apply::{IngestOutcome, MAX_ATTEMPTS, ingest, replay};
 pub use rules::{
-    ContactState, ConversationState, IngestRoute, IngestWorkspace, MessageStatusState,
-    NewIngestedMessage, PendingStatus, clean_profile_name, fold_statuses, ordering_time,
+    ContactState, ConversationState, EARLIEST_MILLIS, IngestRoute, IngestWorkspace,
+    MAX_FUTURE_SKEW_MILLIS, MessageStatusState, NewIngestedMessage, PendingStatus,
+    clean_profile_name, effective_sent_at, fold_statuses,
 };
 
 use crate::message::{DeliveryStatus, Direction, Media, MessageError, MessageKind, SenderType};

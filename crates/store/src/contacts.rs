@@ -289,6 +289,49 @@ macro_rules! impl_contacts {
                 .map_err(from_sqlx)
             }
 
+            /// What intake kept of a contact being deleted: a tombstone (its phone, bsuid and the
+            /// time), so that ingest and replay never bring it back with messages from before,
+            /// and the raw payloads of the workspace's applied deliveries that name it, which are
+            /// redacted. (Failed deliveries keep theirs until replayed or pruned: they may carry
+            /// other customers' messages not stored yet; the tombstone keeps this one out.)
+            async fn erase_intake_of(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                workspace_id: WorkspaceId,
+                row: &ContactRow,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO contact_tombstones (workspace_id, phone, bsuid, deleted_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(workspace_id.as_uuid())
+                .bind(row.phone.as_deref())
+                .bind(row.bsuid.as_deref())
+                .bind(Timestamp::now().as_millis())
+                .execute(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+                // Payloads carry the phone as WhatsApp's wa_id: digits, no `+`.
+                let needles = [
+                    row.phone.as_deref().map(|p| p.trim_start_matches('+')),
+                    row.bsuid.as_deref(),
+                ];
+                for needle in needles.into_iter().flatten().filter(|n| !n.is_empty()) {
+                    sqlx::query(&format!(
+                        "UPDATE webhook_deliveries SET body = $3, headers = '{{}}' \
+                         WHERE workspace_id = $1 AND outcome IN ('processed', 'ignored') \
+                           AND {}",
+                        <$db as Contains>::CONTAINS
+                    ))
+                    .bind(workspace_id.as_uuid())
+                    .bind(needle.as_bytes().to_vec())
+                    .bind(b"{\"redacted\":\"contact deleted\"}".to_vec())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(from_sqlx)?;
+                }
+                Ok(())
+            }
+
             /// Locks a contact's conversation until commit; its id, if it has one.
             async fn lock_conversation_of(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -406,12 +449,12 @@ macro_rules! impl_contacts {
             /// [`ContactRepository::delete_contact`], one attempt.
             async fn delete_contact_once(&self, actor: Actor, id: ContactId) -> Result<(), ActionError> {
                 let mut tx = self.begin_write().await?;
-                let visible = Self::contact_row(&mut *tx, actor.workspace_id, id)
+                let row = Self::contact_row(&mut *tx, actor.workspace_id, id)
                     .await?
-                    .is_some_and(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
-                if !visible {
+                    .filter(|row| actor.sees_contact(row.assigned_to.map(UserId::from_uuid)));
+                let Some(row) = row else {
                     return Err(StoreError::NotFound.into());
-                }
+                };
                 if !actor.may_delete_contacts() {
                     return Err(ActionError::Forbidden);
                 }
@@ -425,6 +468,7 @@ macro_rules! impl_contacts {
                     .execute(&mut *tx)
                     .await
                     .map_err(from_sqlx)?;
+                Self::erase_intake_of(&mut *tx, actor.workspace_id, &row).await?;
                 let conversation_id = conversation_id.map(ConversationId::from_uuid);
                 let mut kinds = vec![EventKind::ContactUpdated];
                 if conversation_id.is_some() {
@@ -680,6 +724,19 @@ macro_rules! impl_contacts {
             }
         }
     };
+}
+
+/// Whether the delivery's `body` (bytes) contains the bytes bound as `$2`.
+trait Contains {
+    const CONTAINS: &'static str;
+}
+
+impl Contains for Sqlite {
+    const CONTAINS: &'static str = "instr(body, $2) > 0";
+}
+
+impl Contains for Postgres {
+    const CONTAINS: &'static str = "position($2 in body) > 0";
 }
 
 impl_contacts!(Sqlite);

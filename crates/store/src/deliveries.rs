@@ -101,6 +101,49 @@ macro_rules! impl_deliveries {
     ($db:ty) => {
         #[async_trait]
         impl DeliveryRepository for Store<$db> {
+            async fn prune_deliveries(
+                &self,
+                done_before: Timestamp,
+                failed_before: Timestamp,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                // Each part walks (outcome, received_at); one small batch per call.
+                let done = sqlx::query(
+                    "DELETE FROM webhook_deliveries WHERE id IN ( \
+                       SELECT id FROM webhook_deliveries \
+                         WHERE outcome IN ('processed', 'ignored') AND received_at < $1 \
+                       UNION ALL \
+                       SELECT id FROM webhook_deliveries \
+                         WHERE outcome = 'failed' AND received_at < $2 \
+                       LIMIT $3)",
+                )
+                .bind(done_before.as_millis())
+                .bind(failed_before.as_millis())
+                .bind(i64::from(limit))
+                .execute(&self.write)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn prune_pending_statuses(
+                &self,
+                before: Timestamp,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM pending_statuses WHERE (workspace_id, wamid, status) IN ( \
+                       SELECT workspace_id, wamid, status FROM pending_statuses \
+                       WHERE received_at < $1 LIMIT $2)",
+                )
+                .bind(before.as_millis())
+                .bind(i64::from(limit))
+                .execute(&self.write)
+                .await
+                .map_err(from_sqlx)?;
+                Ok(done.rows_affected())
+            }
+
             async fn record_delivery(
                 &self,
                 new: &NewDelivery,
@@ -126,6 +169,8 @@ macro_rules! impl_deliveries {
                     .await
                     .map_err(|e| match from_sqlx(e) {
                         StoreError::Duplicate(_) => StoreError::Duplicate("id".into()),
+                        // One statement, not a unit anyone re-runs: as transient as the rest.
+                        StoreError::Retryable(reason) => StoreError::Unavailable(reason),
                         other => other,
                     })?;
                 Ok(done.rows_affected() == 1)

@@ -696,6 +696,33 @@ macro_rules! impl_ingest {
                 row.map(ContactState::try_from).transpose()
             }
 
+            async fn erased_at(
+                &mut self,
+                workspace_id: WorkspaceId,
+                phone: Option<&PhoneE164>,
+                bsuid: Option<&str>,
+            ) -> Result<Option<Timestamp>, StoreError> {
+                self.flush().await?;
+                let by = |column: &'static str| {
+                    format!(
+                        "SELECT MAX(deleted_at) FROM contact_tombstones \
+                         WHERE workspace_id = $1 AND {column} = $2"
+                    )
+                };
+                let mut latest: Option<i64> = None;
+                for (column, value) in [("phone", phone.map(PhoneE164::as_str)), ("bsuid", bsuid)] {
+                    let Some(value) = value else { continue };
+                    let at: Option<i64> = sqlx::query_scalar(&by(column))
+                        .bind(workspace_id.as_uuid())
+                        .bind(value)
+                        .fetch_one(&mut *self.tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                    latest = latest.max(at);
+                }
+                Ok(latest.map(Timestamp::from_millis))
+            }
+
             async fn insert_contact(
                 &mut self,
                 workspace_id: WorkspaceId,

@@ -6,12 +6,14 @@
 //! - [`replay`]: re-applying stored deliveries by id, or every failed one.
 //! - [`replayer`]: the background task that retries failed deliveries with backoff.
 //! - [`server`]: the HTTP server both binaries run, with transport limits.
+//! - [`retention`]: pruning deliveries and parked statuses past retention, in the background.
 
 pub mod health;
 pub mod process;
 pub mod receiver;
 pub mod replay;
 pub mod replayer;
+pub mod retention;
 pub mod server;
 
 pub use receiver::{WebhookSettings, WebhookState, router};

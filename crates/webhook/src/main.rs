@@ -45,6 +45,12 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
         repo.clone(),
         inbox_webhook::replayer::ReplayPolicy::default(),
     );
+    inbox_webhook::retention::spawn_retention(
+        repo.clone(),
+        inbox_webhook::retention::RetentionSettings::with_delivery_days(
+            cli.core.delivery_retention_days,
+        ),
+    );
     let state = inbox_webhook::WebhookState::new(repo.clone(), settings);
     let app = inbox_webhook::server::with_request_timeout(
         inbox_webhook::router(state).merge(inbox_webhook::health::router(repo)),

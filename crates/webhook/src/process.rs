@@ -32,6 +32,11 @@ pub struct CoreSettings {
     /// Log format: `text` or `json` (JSON lines).
     #[arg(long, env = "INBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Days processed and ignored webhook deliveries are kept (failed ones: 90, or until
+    /// replayed).
+    #[arg(long, env = "INBOX_DELIVERY_RETENTION_DAYS", default_value_t = 30)]
+    pub delivery_retention_days: u32,
 }
 
 /// How logs are written.

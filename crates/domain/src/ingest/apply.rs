@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::rules::{
     ContactState, ConversationState, IngestRoute, IngestWorkspace, NewIngestedMessage,
-    PendingStatus, clean_profile_name, fold_statuses, ordering_time,
+    PendingStatus, clean_profile_name, effective_sent_at, fold_statuses,
 };
 use super::{ConversationNotice, CustomerRef, DeliveryFacts, Fact, IncomingMessage, StatusUpdate};
 use crate::delivery::{Delivery, DeliveryOutcome, NewDelivery};
@@ -131,8 +131,13 @@ where
     R: IngestRepository + ?Sized,
 {
     let mut unit = repo.begin_ingest().await?;
-    let (workspace_id, outcome) =
-        route_and_apply(unit.as_mut(), delivery.phone_number_id.as_deref(), facts).await?;
+    let (workspace_id, outcome) = route_and_apply(
+        unit.as_mut(),
+        delivery.phone_number_id.as_deref(),
+        delivery.received_at,
+        facts,
+    )
+    .await?;
     // The delivery row goes last, with its final outcome: one write instead of an insert and
     // a correction, sent together with the writes held back before it. Its unique idempotency
     // key still makes a repeated delivery change nothing: the insert waits for a concurrent
@@ -158,8 +163,13 @@ where
     R: IngestRepository + ?Sized,
 {
     let mut unit = repo.begin_ingest().await?;
-    let (workspace_id, outcome) =
-        route_and_apply(unit.as_mut(), delivery.phone_number_id.as_deref(), facts).await?;
+    let (workspace_id, outcome) = route_and_apply(
+        unit.as_mut(),
+        delivery.phone_number_id.as_deref(),
+        delivery.received_at,
+        facts,
+    )
+    .await?;
     let (stored, error) = stored_outcome(&outcome);
     unit.finish_delivery(delivery.id, workspace_id, stored, error, true)
         .await?;
@@ -173,6 +183,7 @@ where
 async fn route_and_apply(
     unit: &mut dyn IngestUnit,
     delivery_phone_number_id: Option<&str>,
+    received_at: Timestamp,
     facts: &DeliveryFacts,
 ) -> Result<(Option<WorkspaceId>, IngestOutcome), StoreError> {
     let now = Timestamp::now();
@@ -184,10 +195,18 @@ async fn route_and_apply(
     Ok(match route(unit, phone_number_id, &plan).await? {
         Ok(route) => (
             Some(route.workspace.id),
-            apply_facts(unit, route, &plan, facts, now).await?,
+            apply_facts(unit, route, &plan, facts, Clock { now, received_at }).await?,
         ),
         Err(reason) => (None, IngestOutcome::Ignored(reason)),
     })
+}
+
+/// The instants a delivery is applied by: now (for `created_at`, `updated_at`), and when the
+/// delivery arrived (what a sender's timestamp is clamped around).
+#[derive(Clone, Copy)]
+struct Clock {
+    now: Timestamp,
+    received_at: Timestamp,
 }
 
 fn stored_outcome(outcome: &IngestOutcome) -> (DeliveryOutcome, Option<&str>) {
@@ -225,6 +244,14 @@ impl CustomerFact<'_> {
         match self {
             Self::Message(m) => &m.customer,
             Self::Notice(n) => &n.customer,
+        }
+    }
+
+    /// When it happened, as the sender says.
+    fn at(&self) -> Timestamp {
+        match self {
+            Self::Message(m) => m.sent_at,
+            Self::Notice(n) => n.at,
         }
     }
 }
@@ -288,15 +315,17 @@ async fn apply_facts(
     route: IngestRoute,
     plan: &Plan<'_>,
     facts: &DeliveryFacts,
-    now: Timestamp,
+    clock: Clock,
 ) -> Result<IngestOutcome, StoreError> {
+    let now = clock.now;
     let workspace = route.workspace;
     // What the route found belongs to the first group (see `route`).
     let mut found = route.customer;
     let mut skipped = plan.skipped.clone();
     let mut events = Vec::new();
     for group in plan.groups.values() {
-        let reason = apply_customer(unit, workspace, group, found.take(), now, &mut events).await?;
+        let reason =
+            apply_customer(unit, workspace, group, found.take(), clock, &mut events).await?;
         if let Some(reason) = reason {
             skipped.push(reason);
         }
@@ -342,26 +371,51 @@ async fn apply_customer(
     workspace: IngestWorkspace,
     group: &[CustomerFact<'_>],
     found: Option<(ContactState, ConversationState)>,
-    now: Timestamp,
+    clock: Clock,
     events: &mut Vec<NewEvent>,
 ) -> Result<Option<String>, StoreError> {
+    let now = clock.now;
     let Some(first) = group.first() else {
         return Ok(None);
     };
     let customer = first.customer();
+    let mut kept: Vec<&CustomerFact<'_>> = group.iter().collect();
     let (mut contact, contact_created, found_conversation) = match found {
         Some((contact, conversation)) => (contact, false, Some(conversation)),
-        None => match find_or_create_contact(unit, workspace, customer, now).await? {
-            Some((contact, created)) => (contact, created, None),
-            None => {
-                return Ok(Some(
-                    "unknown customer and auto_create_contacts is off".to_owned(),
-                ));
+        None => {
+            let phone = customer.phone.as_ref();
+            let bsuid = customer.bsuid.as_deref();
+            if unit
+                .find_contact(workspace.id, phone, bsuid)
+                .await?
+                .is_none()
+            {
+                // A deleted contact: what the customer said before the deletion does not bring
+                // them back; what they say after starts a fresh contact.
+                if let Some(deleted_at) = unit.erased_at(workspace.id, phone, bsuid).await? {
+                    kept.retain(|fact| {
+                        effective_sent_at(fact.at(), clock.received_at) > deleted_at
+                    });
+                    if kept.is_empty() {
+                        return Ok(Some(
+                            "the customer's contact was deleted after these facts".to_owned(),
+                        ));
+                    }
+                }
             }
-        },
+            match find_or_create_contact(unit, workspace, customer, now).await? {
+                Some((contact, created)) => (contact, created, None),
+                None => {
+                    return Ok(Some(
+                        "unknown customer and auto_create_contacts is off".to_owned(),
+                    ));
+                }
+            }
+        }
     };
+    let group = kept;
     let mut named = false;
-    for fact in group {
+    for fact in &group {
         named |= contact.observe_profile_name(fact.customer().profile_name.as_deref());
     }
     let (mut conversation, conversation_created) = match found_conversation {
@@ -384,12 +438,14 @@ async fn apply_customer(
 
     let mut contact_dirty = named;
     let mut conversation_dirty = false;
-    for fact in group {
+    for fact in &group {
         match fact {
             CustomerFact::Message(m) => {
-                if store_message(unit, workspace.id, &mut conversation, m, now, events).await? {
-                    contact_dirty |=
-                        contact.record_message(m.direction, ordering_time(m.sent_at, now));
+                if store_message(unit, workspace.id, &mut conversation, m, clock, events).await? {
+                    contact_dirty |= contact.record_message(
+                        m.direction,
+                        effective_sent_at(m.sent_at, clock.received_at),
+                    );
                     conversation_dirty = true;
                 }
                 conversation_dirty |=
@@ -483,9 +539,10 @@ async fn store_message(
     workspace_id: WorkspaceId,
     conversation: &mut ConversationState,
     m: &IncomingMessage,
-    now: Timestamp,
+    clock: Clock,
     events: &mut Vec<NewEvent>,
 ) -> Result<bool, StoreError> {
+    let now = clock.now;
     // WhatsApp reports statuses only for messages the business sent, so only outbound messages
     // can have statuses waiting for them; inbound ones skip the lookup.
     let pending = match m.direction {
@@ -553,12 +610,9 @@ async fn store_message(
         created_at: now,
     };
     if unit.insert_message(&message).await? {
-        conversation.record_message(
-            m.direction,
-            ordering_time(m.sent_at, now),
-            &m.kind,
-            m.text.as_deref(),
-        );
+        // Ordered and windowed by the clamped time; the row keeps the sender's.
+        let at = effective_sent_at(m.sent_at, clock.received_at);
+        conversation.record_message(m.direction, at, &m.kind, m.text.as_deref());
         events.push(NewEvent {
             workspace_id,
             kind: EventKind::MessageCreated,
@@ -738,6 +792,17 @@ mod tests {
         ) -> Result<(), StoreError> {
             unreachable!()
         }
+        async fn prune_deliveries(
+            &self,
+            _: Timestamp,
+            _: Timestamp,
+            _: u32,
+        ) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn prune_pending_statuses(&self, _: Timestamp, _: u32) -> Result<u64, StoreError> {
+            unreachable!()
+        }
     }
 
     #[async_trait]
@@ -774,6 +839,14 @@ mod tests {
             _: Option<&PhoneE164>,
             _: Option<&str>,
         ) -> Result<Option<ContactState>, StoreError> {
+            unreachable!()
+        }
+        async fn erased_at(
+            &mut self,
+            _: WorkspaceId,
+            _: Option<&PhoneE164>,
+            _: Option<&str>,
+        ) -> Result<Option<Timestamp>, StoreError> {
             unreachable!()
         }
         async fn insert_contact(

@@ -252,6 +252,28 @@ pub struct NewIngestedMessage {
     pub created_at: Timestamp,
 }
 
+/// How far ahead of its arrival a WhatsApp timestamp may be believed (clock skew).
+pub const MAX_FUTURE_SKEW_MILLIS: i64 = 5 * 60 * 1000;
+
+/// 2009-01-01T00:00:00Z: no WhatsApp message is older.
+pub const EARLIEST_MILLIS: i64 = 1_230_768_000_000;
+
+/// The time a message counts at for ordering conversations and contacts and for the 24-hour
+/// reply window: its WhatsApp timestamp, which the sender controls, clamped to
+/// `[2009-01-01, received_at + MAX_FUTURE_SKEW_MILLIS]`. A timestamp far in the future would
+/// otherwise pin the conversation to the top of the list and keep its reply window open; one
+/// before WhatsApp existed (or negative) is taken as 2009. A merely old one is kept: it can do
+/// neither, and a late delivery must not overtake newer messages. The message row keeps the
+/// raw value.
+#[must_use]
+pub fn effective_sent_at(sent_at: Timestamp, received_at: Timestamp) -> Timestamp {
+    let latest = received_at
+        .as_millis()
+        .saturating_add(MAX_FUTURE_SKEW_MILLIS)
+        .max(EARLIEST_MILLIS);
+    Timestamp::from_millis(sent_at.as_millis().clamp(EARLIEST_MILLIS, latest))
+}
+
 /// A profile name worth storing: trimmed, `None` when absent or blank.
 #[must_use]
 pub fn clean_profile_name(name: Option<&str>) -> Option<&str> {
@@ -259,24 +281,6 @@ pub fn clean_profile_name(name: Option<&str>) -> Option<&str> {
 }
 
 /// Raises an optional instant to `at` if that is later. Returns whether it changed.
-/// How far ahead of our clock a sender's timestamp may be and still be believed (clock skew).
-pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-
-/// The time a message counts at for ordering conversations and for the 24-hour reply window.
-/// The timestamp is the sender's: one far in the future would pin its conversation to the top
-/// of the list and hold its reply window open until then, so it counts at `received` instead
-/// (so does a negative one, which is no time at all); the message keeps its raw timestamp. An
-/// old timestamp needs no clamp: it cannot raise the list order or the window, only fail to.
-#[must_use]
-pub fn ordering_time(sent_at: Timestamp, received: Timestamp) -> Timestamp {
-    let sent = sent_at.as_millis();
-    if sent > received.as_millis().saturating_add(MAX_CLOCK_SKEW_MS) || sent < 0 {
-        received
-    } else {
-        sent_at
-    }
-}
-
 fn raise(slot: &mut Option<Timestamp>, at: Timestamp) -> bool {
     if slot.is_some_and(|current| current >= at) {
         return false;
@@ -288,34 +292,6 @@ fn raise(slot: &mut Option<Timestamp>, at: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sender_times_are_believed_within_reason() {
-        let now = Timestamp::from_millis(1_800_000_000_000);
-        let ms = |m: i64| Timestamp::from_millis(m);
-        assert_eq!(
-            ordering_time(ms(1_799_000_000_000), now),
-            ms(1_799_000_000_000),
-            "the past"
-        );
-        let skewed = ms(1_800_000_000_000 + MAX_CLOCK_SKEW_MS);
-        assert_eq!(
-            ordering_time(skewed, now),
-            skewed,
-            "a little ahead: clock skew"
-        );
-        assert_eq!(
-            ordering_time(ms(4_102_444_800_000), now),
-            now,
-            "the year 2100"
-        );
-        assert_eq!(
-            ordering_time(ms(0), now),
-            ms(0),
-            "an old time cannot pin anything"
-        );
-        assert_eq!(ordering_time(ms(-5), now), now, "before 1970");
-    }
 
     fn contact() -> ContactState {
         ContactState {
@@ -330,6 +306,64 @@ mod tests {
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_unix_seconds(s)
+    }
+
+    #[test]
+    fn sender_timestamps_are_clamped_around_arrival() {
+        let received = Timestamp::from_millis(1_795_600_800_000);
+        let ms = |m: i64| Timestamp::from_millis(m);
+        let r = received.as_millis();
+        // Believable, however old: as given.
+        for at in [
+            r,
+            r - 1,
+            r + MAX_FUTURE_SKEW_MILLIS,
+            r - 3_600_000,
+            r - 400 * 86_400_000,
+            EARLIEST_MILLIS,
+        ] {
+            assert_eq!(effective_sent_at(ms(at), received), ms(at));
+        }
+        // Too far ahead: at most five minutes ahead.
+        for at in [r + MAX_FUTURE_SKEW_MILLIS + 1, r + 86_400_000, i64::MAX] {
+            assert_eq!(
+                effective_sent_at(ms(at), received),
+                ms(r + MAX_FUTURE_SKEW_MILLIS)
+            );
+        }
+        // Before WhatsApp, zero or negative: 2009.
+        for at in [EARLIEST_MILLIS - 1, 0, -1, i64::MIN] {
+            assert_eq!(effective_sent_at(ms(at), received), ms(EARLIEST_MILLIS));
+        }
+        // A broken arrival clock still yields a time within the bounds.
+        assert_eq!(effective_sent_at(ms(r), ms(0)), ms(EARLIEST_MILLIS));
+        assert_eq!(effective_sent_at(ms(-5), ms(i64::MIN)), ms(EARLIEST_MILLIS));
+    }
+
+    #[test]
+    fn a_future_timestamp_neither_pins_the_conversation_nor_holds_its_window_open() {
+        let received = at(1_795_600_800);
+        let mut conversation = ConversationState::new_for(WorkspaceId::new(), &contact());
+        let future = at(1_795_600_800 + 10 * 365 * 86_400);
+        conversation.record_message(
+            Direction::Inbound,
+            effective_sent_at(future, received),
+            &MessageKind::text(),
+            Some("from the future"),
+        );
+        let bound = Timestamp::from_millis(received.as_millis() + MAX_FUTURE_SKEW_MILLIS);
+        assert_eq!(conversation.last_message_at, Some(bound));
+        assert_eq!(conversation.last_inbound_at, Some(bound));
+        // A later honest message still becomes the newest.
+        let later = at(1_795_600_800 + 3_600);
+        conversation.record_message(
+            Direction::Inbound,
+            effective_sent_at(later, later),
+            &MessageKind::text(),
+            Some("now"),
+        );
+        assert_eq!(conversation.last_message_at, Some(later));
+        assert_eq!(conversation.last_message_preview.as_deref(), Some("now"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::delivery::{Delivery, DeliveryFilter, DeliveryOutcome, NewDelivery};
 use crate::ids::{DeliveryId, WorkspaceId};
+use crate::timestamp::Timestamp;
 
 /// Stored webhook deliveries, outside any ingest transaction: the failure record, the admin
 /// listing and the replay queue.
@@ -61,4 +62,28 @@ pub trait DeliveryRepository: Send + Sync {
         outcome: DeliveryOutcome,
         error: Option<String>,
     ) -> Result<(), StoreError>;
+
+    /// Deletes at most `limit` deliveries past retention: processed and ignored ones received
+    /// before `done_before`, failed ones received before `failed_before` (a failed delivery
+    /// replayed successfully is processed). Pending ones are never deleted. Returns how many.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn prune_deliveries(
+        &self,
+        done_before: Timestamp,
+        failed_before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes at most `limit` of the statuses kept for wamids with no message yet that arrived
+    /// before `before`. Returns how many.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn prune_pending_statuses(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }

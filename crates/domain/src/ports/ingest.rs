@@ -101,6 +101,18 @@ pub trait IngestUnit: Send {
         bsuid: Option<&str>,
     ) -> Result<Option<ContactState>, StoreError>;
 
+    /// When a contact with this phone, or else this bsuid, was last deleted in the workspace;
+    /// `None` when never.
+    ///
+    /// # Errors
+    /// Only `Unavailable` or `Internal`.
+    async fn erased_at(
+        &mut self,
+        workspace_id: WorkspaceId,
+        phone: Option<&PhoneE164>,
+        bsuid: Option<&str>,
+    ) -> Result<Option<Timestamp>, StoreError>;
+
     /// Creates a WhatsApp contact (`source = whatsapp`, the profile name as `whatsapp_name`).
     /// Returns `None`, writing nothing, when a concurrent writer created a contact with the same
     /// phone or bsuid first; the caller finds that one instead.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use inbox_domain::contact::{ContactPatch, LeadScore, Tags};
 use inbox_domain::delivery::{DeliveryOutcome, NewDelivery};
-use inbox_domain::ingest::{DeliveryFacts, IngestOutcome, ingest};
+use inbox_domain::ingest::{DeliveryFacts, Fact, IncomingMessage, IngestOutcome, ingest};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::workspace::WorkspacePatch;
 
@@ -302,5 +302,242 @@ pub async fn sqlite_duplicates_wait_for_the_original_to_be_durable(
             .await
             .expect("read")
             .is_some()
+    );
+}
+
+/// A sender's timestamp far in the future does not pin the conversation to the top of the list
+/// nor hold its reply window open; the message keeps the raw value.
+pub async fn sender_timestamps_are_clamped_for_order_and_window(h: Harness) {
+    use inbox_domain::ingest::MAX_FUTURE_SKEW_MILLIS;
+
+    crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    let received = inbox_domain::Timestamp::from_millis(1_795_600_800_000);
+    let far_future_secs = 4_102_444_800 - crate::ingest::T0; // 2100-01-01
+    let arrives = |key: &str| NewDelivery {
+        received_at: received,
+        ..delivery(key)
+    };
+    let out = ingest(
+        h.repo.as_ref(),
+        &arrives("k1"),
+        &facts(vec![inbound("w1", WA_ID, None, far_future_secs, "future")]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    let bound = received.as_millis() + MAX_FUTURE_SKEW_MILLIS;
+    assert_eq!(
+        h.raw.int("SELECT sent_at FROM messages").await,
+        4_102_444_800_000,
+        "the message keeps the sender's time"
+    );
+    for column in ["last_message_at", "last_inbound_at", "sort_at"] {
+        assert_eq!(
+            h.raw
+                .int(&format!("SELECT {column} FROM conversations"))
+                .await,
+            bound,
+            "{column}"
+        );
+    }
+    assert_eq!(
+        h.raw.int("SELECT last_activity_at FROM contacts").await,
+        bound
+    );
+    // Negative: taken as 2009.
+    ingest(
+        h.repo.as_ref(),
+        &arrives("k2"),
+        &facts(vec![Fact::Message(IncomingMessage {
+            wamid: "w2".into(),
+            ..match inbound("w2", WA_ID, None, 0, "past") {
+                Fact::Message(m) => IncomingMessage {
+                    sent_at: inbox_domain::Timestamp::from_millis(-5),
+                    ..m
+                },
+                _ => unreachable!(),
+            }
+        })]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(
+        h.raw.int("SELECT last_message_at FROM conversations").await,
+        bound,
+        "an absurd past does not become the newest"
+    );
+}
+
+/// Deliveries past retention are deleted in small batches: processed and ignored ones after
+/// their retention, failed ones only after theirs (longer), pending ones never. Statuses kept for
+/// wamids that never arrived expire too.
+pub async fn retention_prunes_in_small_batches(h: Harness) {
+    use inbox_domain::{DeliveryId, Timestamp};
+
+    const DAY: i64 = 86_400_000;
+    let now = Timestamp::now().as_millis();
+    let at = |days: i64| Timestamp::from_millis(now - days * DAY);
+    let mut keep = Vec::new();
+    for (key, days, outcome, kept) in [
+        ("processed-old", 40, DeliveryOutcome::Processed, false),
+        ("processed-new", 1, DeliveryOutcome::Processed, true),
+        ("ignored-old", 31, DeliveryOutcome::Ignored, false),
+        ("failed-old", 40, DeliveryOutcome::Failed, true),
+        ("failed-ancient", 100, DeliveryOutcome::Failed, false),
+        ("pending-ancient", 100, DeliveryOutcome::Pending, true),
+    ] {
+        let new = NewDelivery {
+            id: DeliveryId::new(),
+            received_at: at(days),
+            ..delivery(key)
+        };
+        h.repo
+            .record_delivery(&new, None, outcome, None)
+            .await
+            .expect("record");
+        if kept {
+            keep.push(key.to_owned());
+        }
+    }
+    let mut pruned = Vec::new();
+    loop {
+        let n = h
+            .repo
+            .prune_deliveries(at(30), at(90), 2)
+            .await
+            .expect("prune");
+        assert!(n <= 2, "one batch deletes at most the limit");
+        if n == 0 {
+            break;
+        }
+        pruned.push(n);
+    }
+    assert_eq!(pruned, vec![2, 1]);
+    let mut left: Vec<String> = h
+        .raw
+        .texts("SELECT idempotency_key FROM webhook_deliveries")
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    left.sort();
+    keep.sort();
+    assert_eq!(left, keep);
+
+    let ws = crate::ingest::workspace(&h, "acme", PHONE_NUMBER_ID).await;
+    for (wamid, days) in [("gone", 8), ("kept", 6)] {
+        h.raw
+            .execute(&format!(
+                "INSERT INTO pending_statuses (workspace_id, wamid, status, at, received_at) \
+                 VALUES ({}, '{wamid}', 'read', 0, {})",
+                h.raw.uuid(ws.as_uuid()),
+                now - days * DAY
+            ))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        h.repo
+            .prune_pending_statuses(at(7), 1)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        h.repo
+            .prune_pending_statuses(at(7), 1)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        h.raw
+            .text("SELECT wamid FROM pending_statuses")
+            .await
+            .as_deref(),
+        Some("kept")
+    );
+}
+
+/// Deleting a contact redacts the raw payloads of the deliveries that named it and leaves a
+/// tombstone: messages from before the deletion never bring the contact back, a message after it
+/// starts a fresh contact.
+pub async fn a_deleted_contact_stays_deleted_and_its_payloads_are_redacted(h: Harness) {
+    let team = team(&h).await;
+    let named = NewDelivery {
+        body: format!(r#"{{"message":{{"from":"{WA_ID}","text":"secret"}}}}"#).into_bytes(),
+        ..delivery("k1")
+    };
+    let out = ingest(
+        h.repo.as_ref(),
+        &named,
+        &facts(vec![inbound("w1", WA_ID, Some("Budi"), 100, "secret")]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    let phone = PhoneE164::from_wa_id(WA_ID).expect("phone");
+    let contact = h
+        .repo
+        .contact_id_by_phone(team.ws, &phone)
+        .await
+        .expect("lookup")
+        .expect("contact");
+    h.repo
+        .delete_contact(team.owner, contact)
+        .await
+        .expect("delete");
+
+    let body = h
+        .repo
+        .delivery_by_idempotency_key("k1")
+        .await
+        .expect("read")
+        .expect("kept")
+        .body;
+    assert!(
+        !String::from_utf8_lossy(&body).contains(WA_ID),
+        "the payload still names the customer"
+    );
+    assert_eq!(
+        h.raw.count("SELECT COUNT(*) FROM contact_tombstones").await,
+        1
+    );
+
+    // A message from before the deletion, delivered again under another key: nothing returns.
+    let out = ingest(
+        h.repo.as_ref(),
+        &delivery("k1-again"),
+        &facts(vec![inbound("w1", WA_ID, Some("Budi"), 100, "secret")]),
+    )
+    .await
+    .expect("ingest");
+    assert!(matches!(out, IngestOutcome::Ignored(_)), "{out:?}");
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM contacts").await, 0);
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 0);
+
+    // A message after the deletion: a fresh contact with only that message.
+    let now_secs = inbox_domain::Timestamp::now().as_millis() / 1_000 + 1;
+    let out = ingest(
+        h.repo.as_ref(),
+        &delivery("k2"),
+        &facts(vec![
+            inbound("w0", WA_ID, None, 100, "old"),
+            inbound(
+                "w2",
+                WA_ID,
+                None,
+                now_secs - crate::ingest::T0,
+                "hello again",
+            ),
+        ]),
+    )
+    .await
+    .expect("ingest");
+    assert_eq!(out, IngestOutcome::Processed);
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM contacts").await, 1);
+    assert_eq!(
+        h.raw.texts("SELECT text FROM messages").await,
+        vec![Some("hello again".to_owned())]
     );
 }

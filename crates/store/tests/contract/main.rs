@@ -230,7 +230,6 @@ contract!(
     ingest::unknown_customers_are_ignored_without_auto_create,
     ingest::unknown_phone_number_ids_are_ignored,
     ingest::last_message_follows_whatsapp_time_not_arrival,
-    ingest::a_timestamp_from_the_future_pins_nothing,
     ingest::outbound_echoes_never_touch_unread_and_inbound_reopens,
     ingest::statuses_before_their_message_are_applied_when_it_arrives,
     ingest::statuses_only_move_forward,
@@ -267,6 +266,9 @@ contract!(
     intake::a_huge_delivery_is_stored_in_bounded_statements,
     sending::echoes_find_our_sends_by_callback_data_and_old_ones_by_whole_content,
     sending::a_wamid_another_of_our_sends_has_is_never_taken_from_it,
+    intake::sender_timestamps_are_clamped_for_order_and_window,
+    intake::retention_prunes_in_small_batches,
+    intake::a_deleted_contact_stays_deleted_and_its_payloads_are_redacted,
 );
 
 /// Only this database's transactions can delay its events: a long transaction elsewhere on the

@@ -6,6 +6,7 @@ mod intake;
 mod property;
 mod refusals;
 mod replays;
+mod retention;
 mod tenancy;
 
 use std::sync::Arc;
@@ -266,4 +267,5 @@ both!(
     intake::an_overlong_idempotency_key_is_refused,
     intake::agents_editing_a_contact_while_its_customer_writes_lose_nothing,
     property::random_signed_deliveries_are_stored_exactly_once_or_not_at_all,
+    retention::deliveries_are_pruned_after_retention_in_batches,
 );
