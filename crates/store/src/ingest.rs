@@ -255,10 +255,19 @@ struct ContactRow {
     last_contact_at: Option<i64>,
     assigned_to: Option<Uuid>,
     lead_status: String,
+    erased_at: Option<i64>,
 }
 
-const CONTACT_COLUMNS: &str =
-    "id, whatsapp_name, last_activity_at, last_contact_at, assigned_to, lead_status";
+/// [`ContactRow`] from `contacts` (with its tombstone's time, if the customer was deleted).
+const CONTACT_COLUMNS: &str = "id, whatsapp_name, last_activity_at, last_contact_at, \
+    assigned_to, lead_status, (SELECT MAX(t.deleted_at) FROM contact_tombstones t \
+      WHERE t.workspace_id = contacts.workspace_id \
+        AND (t.phone = contacts.phone OR t.bsuid = contacts.bsuid)) AS erased_at";
+
+/// [`ContactRow`] as an insert returns it: a contact created now was checked for a tombstone
+/// before.
+const CONTACT_RETURNING: &str = "id, whatsapp_name, last_activity_at, last_contact_at, \
+    assigned_to, lead_status, NULL AS erased_at";
 
 impl TryFrom<ContactRow> for ContactState {
     type Error = StoreError;
@@ -271,6 +280,7 @@ impl TryFrom<ContactRow> for ContactState {
             last_contact_at: row.last_contact_at.map(Timestamp::from_millis),
             assigned_to: row.assigned_to.map(UserId::from_uuid),
             lead_status: lead_status(&row.lead_status)?,
+            erased_at: row.erased_at.map(Timestamp::from_millis),
         })
     }
 }
@@ -367,7 +377,9 @@ pub(crate) fn wamid_key(workspace_id: WorkspaceId, wamid: &str) -> String {
 const ROUTE_COLUMNS: &str = "w.id AS ws_id, w.auto_create_contacts AS ws_auto_create, \
     k.id AS k_id, k.whatsapp_name AS k_whatsapp_name, k.last_activity_at AS k_last_activity_at, \
     k.last_contact_at AS k_last_contact_at, k.assigned_to AS k_assigned_to, \
-    k.lead_status AS k_lead_status, v.id AS v_id, v.workspace_id AS v_workspace_id, \
+    k.lead_status AS k_lead_status, (SELECT MAX(t.deleted_at) FROM contact_tombstones t \
+      WHERE t.workspace_id = w.id AND (t.phone = k.phone OR t.bsuid = k.bsuid)) AS k_erased_at, \
+    v.id AS v_id, v.workspace_id AS v_workspace_id, \
     v.contact_id AS v_contact_id, v.status AS v_status, v.unread_count AS v_unread_count, \
     v.last_message_at AS v_last_message_at, v.last_message_preview AS v_last_message_preview, \
     v.last_inbound_at AS v_last_inbound_at, v.last_seq AS v_last_seq, \
@@ -385,6 +397,7 @@ struct RouteRow {
     k_last_contact_at: Option<i64>,
     k_assigned_to: Option<Uuid>,
     k_lead_status: String,
+    k_erased_at: Option<i64>,
     v_id: Uuid,
     v_workspace_id: Uuid,
     v_contact_id: Uuid,
@@ -410,6 +423,7 @@ impl TryFrom<RouteRow> for IngestRoute {
             last_contact_at: row.k_last_contact_at,
             assigned_to: row.k_assigned_to,
             lead_status: row.k_lead_status,
+            erased_at: row.k_erased_at,
         })?;
         let conversation = ConversationState::try_from(ConversationRow {
             id: row.v_id,
@@ -737,7 +751,7 @@ macro_rules! impl_ingest {
                     "INSERT INTO contacts \
                        (id, workspace_id, phone, bsuid, whatsapp_name, source, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, 'whatsapp', $6, $6) \
-                     ON CONFLICT DO NOTHING RETURNING {CONTACT_COLUMNS}"
+                     ON CONFLICT DO NOTHING RETURNING {CONTACT_RETURNING}"
                 ))
                 .bind(id.as_uuid())
                 .bind(workspace_id.as_uuid())

@@ -379,39 +379,37 @@ async fn apply_customer(
         return Ok(None);
     };
     let customer = first.customer();
+    let phone = customer.phone.as_ref();
+    let bsuid = customer.bsuid.as_deref();
+    let (found_contact, found_conversation) = match found {
+        Some((contact, conversation)) => (Some(contact), Some(conversation)),
+        None => (unit.find_contact(workspace.id, phone, bsuid).await?, None),
+    };
+    // A deleted contact: what the customer said before the deletion never comes back, to a
+    // fresh contact either; what they say after starts (or goes to) a fresh contact.
+    let erased_at = match &found_contact {
+        Some(contact) => contact.erased_at,
+        None => unit.erased_at(workspace.id, phone, bsuid).await?,
+    };
     let mut kept: Vec<&CustomerFact<'_>> = group.iter().collect();
-    let (mut contact, contact_created, found_conversation) = match found {
-        Some((contact, conversation)) => (contact, false, Some(conversation)),
-        None => {
-            let phone = customer.phone.as_ref();
-            let bsuid = customer.bsuid.as_deref();
-            if unit
-                .find_contact(workspace.id, phone, bsuid)
-                .await?
-                .is_none()
-            {
-                // A deleted contact: what the customer said before the deletion does not bring
-                // them back; what they say after starts a fresh contact.
-                if let Some(deleted_at) = unit.erased_at(workspace.id, phone, bsuid).await? {
-                    kept.retain(|fact| {
-                        effective_sent_at(fact.at(), clock.received_at) > deleted_at
-                    });
-                    if kept.is_empty() {
-                        return Ok(Some(
-                            "the customer's contact was deleted after these facts".to_owned(),
-                        ));
-                    }
-                }
-            }
-            match find_or_create_contact(unit, workspace, customer, now).await? {
-                Some((contact, created)) => (contact, created, None),
-                None => {
-                    return Ok(Some(
-                        "unknown customer and auto_create_contacts is off".to_owned(),
-                    ));
-                }
-            }
+    if let Some(deleted_at) = erased_at {
+        kept.retain(|fact| effective_sent_at(fact.at(), clock.received_at) > deleted_at);
+        if kept.is_empty() {
+            return Ok(Some(
+                "the customer's contact was deleted after these facts".to_owned(),
+            ));
         }
+    }
+    let (mut contact, contact_created) = match found_contact {
+        Some(contact) => (contact, false),
+        None => match create_contact(unit, workspace, customer, now).await? {
+            Some((contact, created)) => (contact, created),
+            None => {
+                return Ok(Some(
+                    "unknown customer and auto_create_contacts is off".to_owned(),
+                ));
+            }
+        },
     };
     let group = kept;
     let mut named = false;
@@ -476,9 +474,10 @@ async fn apply_customer(
     Ok(None)
 }
 
-/// The customer's contact (by phone, then bsuid), created when the workspace allows it;
-/// `None` when it does not. The flag says whether this unit created it.
-async fn find_or_create_contact(
+/// A contact for a customer not found (by phone, then bsuid), created when the workspace
+/// allows it; `None` when it does not. The flag says whether this unit created it (a
+/// concurrent delivery may have).
+async fn create_contact(
     unit: &mut dyn IngestUnit,
     workspace: IngestWorkspace,
     customer: &CustomerRef,
@@ -486,9 +485,6 @@ async fn find_or_create_contact(
 ) -> Result<Option<(ContactState, bool)>, StoreError> {
     let phone = customer.phone.as_ref();
     let bsuid = customer.bsuid.as_deref();
-    if let Some(found) = unit.find_contact(workspace.id, phone, bsuid).await? {
-        return Ok(Some((found, false)));
-    }
     if !workspace.auto_create_contacts {
         return Ok(None);
     }

@@ -43,6 +43,9 @@ pub struct ContactState {
     pub assigned_to: Option<UserId>,
     /// Lead status, mirrored on the conversation.
     pub lead_status: LeadStatus,
+    /// When a contact of this customer was last deleted, if ever: facts from before that are
+    /// not applied.
+    pub erased_at: Option<Timestamp>,
 }
 
 impl ContactState {
@@ -301,6 +304,7 @@ mod tests {
             last_contact_at: None,
             assigned_to: None,
             lead_status: LeadStatus::Hot,
+            erased_at: None,
         }
     }
 

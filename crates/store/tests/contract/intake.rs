@@ -540,4 +540,15 @@ pub async fn a_deleted_contact_stays_deleted_and_its_payloads_are_redacted(h: Ha
         h.raw.texts("SELECT text FROM messages").await,
         vec![Some("hello again".to_owned())]
     );
+
+    // Nor does an old message join the fresh contact.
+    let out = ingest(
+        h.repo.as_ref(),
+        &delivery("k1-once-more"),
+        &facts(vec![inbound("w1", WA_ID, Some("Budi"), 100, "secret")]),
+    )
+    .await
+    .expect("ingest");
+    assert!(matches!(out, IngestOutcome::Ignored(_)), "{out:?}");
+    assert_eq!(h.raw.count("SELECT COUNT(*) FROM messages").await, 1);
 }
