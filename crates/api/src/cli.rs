@@ -367,24 +367,11 @@ async fn run_serve(core: &CoreSettings, args: ServeArgs) -> anyhow::Result<()> {
     let outbox = crate::sending::spawn_outbox_worker(state.clone(), outbox_stopped.clone());
     let token_use =
         crate::auth::spawn_token_use_writer(state.clone(), Duration::from_secs(60), outbox_stopped);
-    inbox_webhook::replayer::spawn_replayer(
-        repo.clone(),
-        inbox_webhook::replayer::ReplayPolicy::default(),
-    );
     crate::live::spawn_pruner(
         repo.clone(),
         Duration::from_secs(u64::from(args.event_retention_days) * 86_400),
     );
-    inbox_webhook::replayer::spawn_replayer(
-        repo.clone(),
-        inbox_webhook::replayer::ReplayPolicy::default(),
-    );
-    inbox_webhook::retention::spawn_retention(
-        repo.clone(),
-        inbox_webhook::retention::RetentionSettings::with_delivery_days(
-            core.delivery_retention_days,
-        ),
-    );
+    process::spawn_intake_upkeep(&repo, core);
     let mut app = crate::router(state);
     if !args.no_webhook {
         // Merged beside the API's 1 MiB body limit, not under it: deliveries may be 3 MiB.

@@ -41,16 +41,7 @@ async fn run(cli: Cli) -> Result<(), process::StartError> {
     let repo = inbox_store::open(&cli.core.database_url, &key).await?;
     let settings = cli.webhook.settings();
     process::check_webhook_settings(repo.as_ref(), &settings).await?;
-    inbox_webhook::replayer::spawn_replayer(
-        repo.clone(),
-        inbox_webhook::replayer::ReplayPolicy::default(),
-    );
-    inbox_webhook::retention::spawn_retention(
-        repo.clone(),
-        inbox_webhook::retention::RetentionSettings::with_delivery_days(
-            cli.core.delivery_retention_days,
-        ),
-    );
+    process::spawn_intake_upkeep(&repo, &cli.core);
     let state = inbox_webhook::WebhookState::new(repo.clone(), settings);
     let app = inbox_webhook::server::with_request_timeout(
         inbox_webhook::router(state).merge(inbox_webhook::health::router(repo)),

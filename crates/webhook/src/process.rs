@@ -123,6 +123,19 @@ pub enum StartError {
     Store(#[from] inbox_domain::ports::StoreError),
 }
 
+/// Starts the intake's background upkeep every process runs, once: failed deliveries replayed
+/// with backoff, and deliveries and parked statuses pruned past retention.
+pub fn spawn_intake_upkeep(
+    repo: &std::sync::Arc<dyn inbox_domain::ports::Repository>,
+    core: &CoreSettings,
+) {
+    crate::replayer::spawn_replayer(repo.clone(), crate::replayer::ReplayPolicy::default());
+    crate::retention::spawn_retention(
+        repo.clone(),
+        crate::retention::RetentionSettings::with_delivery_days(core.delivery_retention_days),
+    );
+}
+
 /// Refuses a deployment-wide Kapso webhook secret once more than one workspace exists (the
 /// receiver also stops applying it then, for workspaces created while it runs).
 ///

@@ -52,20 +52,9 @@ pub async fn ingest<R>(
 where
     R: IngestRepository + DeliveryRepository + ?Sized,
 {
-    let mut attempt = 1;
-    let error = loop {
-        match first_attempt(repo, delivery, facts).await {
-            Ok(outcome) => return Ok(outcome),
-            Err(StoreError::Retryable(reason)) if attempt >= MAX_ATTEMPTS => {
-                return Err(StoreError::Unavailable(reason));
-            }
-            Err(StoreError::Retryable(_)) => {
-                attempt += 1;
-                repo.pause_before_retry(attempt).await;
-            }
-            Err(StoreError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
-            Err(error) => break error.to_string(),
-        }
+    let error = match retrying(repo, || first_attempt(repo, delivery, facts)).await? {
+        Ok(outcome) => return Ok(outcome),
+        Err(error) => error,
     };
     let stored = repo
         .record_delivery(delivery, None, DeliveryOutcome::Failed, Some(error.clone()))
@@ -76,6 +65,37 @@ where
     } else {
         IngestOutcome::Duplicate
     })
+}
+
+/// Runs a unit until it does not lose a conflict, at most [`MAX_ATTEMPTS`] times: its outcome,
+/// or the text of a failure that would repeat (to be stored as `failed`).
+///
+/// # Errors
+/// `Unavailable` when the database is, or when the conflicts outlast the attempts.
+async fn retrying<R, F, Fut>(
+    repo: &R,
+    mut run: F,
+) -> Result<Result<IngestOutcome, String>, StoreError>
+where
+    R: IngestRepository + ?Sized,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<IngestOutcome, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Ok(outcome) => return Ok(Ok(outcome)),
+            Err(StoreError::Retryable(reason)) if attempt >= MAX_ATTEMPTS => {
+                return Err(StoreError::Unavailable(reason));
+            }
+            Err(StoreError::Retryable(_)) => {
+                attempt += 1;
+                repo.pause_before_retry(attempt).await;
+            }
+            Err(StoreError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
+            Err(error) => return Ok(Err(error.to_string())),
+        }
+    }
 }
 
 /// A failure of a single statement run outside a retried unit: a lost conflict is as
@@ -101,20 +121,9 @@ pub async fn replay<R>(
 where
     R: IngestRepository + DeliveryRepository + ?Sized,
 {
-    let mut attempt = 1;
-    let error = loop {
-        match replay_attempt(repo, delivery, facts).await {
-            Ok(outcome) => return Ok(outcome),
-            Err(StoreError::Retryable(reason)) if attempt >= MAX_ATTEMPTS => {
-                return Err(StoreError::Unavailable(reason));
-            }
-            Err(StoreError::Retryable(_)) => {
-                attempt += 1;
-                repo.pause_before_retry(attempt).await;
-            }
-            Err(StoreError::Unavailable(reason)) => return Err(StoreError::Unavailable(reason)),
-            Err(error) => break error.to_string(),
-        }
+    let error = match retrying(repo, || replay_attempt(repo, delivery, facts)).await? {
+        Ok(outcome) => return Ok(outcome),
+        Err(error) => error,
     };
     repo.mark_delivery(delivery.id, DeliveryOutcome::Failed, Some(error.clone()))
         .await
