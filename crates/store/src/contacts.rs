@@ -30,11 +30,14 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::conversations::{
-    MESSAGE_COLUMNS, MessageRow, lead_score, lead_status, tags_from_json, tags_to_json,
+    MESSAGE_COLUMNS, MessageRow, ScanEdgeRow, Shape, lead_score, lead_status, tags_from_json,
+    tags_to_json,
 };
 use crate::error::{from_sqlx, pause_before_retry};
 use crate::events::Dialect;
-use crate::query::{Arg, ListDialect, START_ID, START_KEY, Sql, bind_all, search_condition};
+use crate::query::{
+    Arg, ListDialect, SEARCH_SCAN_ROWS, START_ID, START_KEY, Sql, bind_all, search_condition,
+};
 use crate::rows::corrupt;
 use inbox_domain::ingest::MAX_ATTEMPTS;
 
@@ -117,7 +120,12 @@ fn metadata_json(metadata: &Metadata) -> String {
 
 /// Builds the statement reading one page of contacts, or `None` when the filters exclude
 /// everything the actor may see (a member asking for someone else's contacts).
-fn list_sql<D: ListDialect>(actor: &Actor, query: &ContactQuery) -> Option<Sql> {
+/// For a search, `shape` asks instead for the edge of the window the page may examine.
+fn list_sql<D: ListDialect>(
+    actor: &Actor,
+    query: &ContactQuery,
+    shape: Shape<ContactId>,
+) -> Option<Sql> {
     let filter = &query.filter;
     let mut sql = Sql::default();
     let ws = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
@@ -126,7 +134,17 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ContactQuery) -> Option<Sql> 
         .map_or((START_KEY, START_ID), |c| (c.sort_key, c.id.as_uuid()));
     let key = sql.arg(Arg::Int(after_key));
     let id = sql.arg(Arg::Uuid(after_id));
-    let limit = sql.arg(Arg::Int(i64::from(query.limit.get()) + 1));
+    let limit = sql.arg(Arg::Int(match shape {
+        Shape::Page { .. } => i64::from(query.limit.get()) + 1,
+        Shape::ScanEdge => SEARCH_SCAN_ROWS,
+    }));
+    let scan_floor = match shape {
+        Shape::Page { floor: Some(floor) } => Some((
+            sql.arg(Arg::Int(floor.sort_key)),
+            sql.arg(Arg::Uuid(floor.id.as_uuid())),
+        )),
+        _ => None,
+    };
 
     // Members see only their own contacts, which makes them the assignee filter and the driver.
     let assignee: Option<Option<UserId>> = match actor.visibility() {
@@ -177,8 +195,14 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ContactQuery) -> Option<Sql> 
              ON t2.conversation_id = c2.id WHERE c2.contact_id = k.id AND t2.tag IN ({list}))"
         ));
     }
-    if let Some(q) = &filter.q {
+    if let (Some(q), Shape::Page { .. }) = (&filter.q, shape) {
         residual.push(search_condition(&mut sql, q.as_str()));
+    }
+    if let Some((floor_key, floor_id)) = &scan_floor {
+        residual.push(format!("k.activity_sort >= {floor_key}"));
+        residual.push(format!(
+            "(k.activity_sort > {floor_key} OR k.id >= {floor_id})"
+        ));
     }
 
     let branches: Vec<String> = walks
@@ -210,6 +234,14 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ContactQuery) -> Option<Sql> 
             parts.join(" UNION ALL ")
         )
     };
+    if let Shape::ScanEdge = shape {
+        let last = sql.arg(Arg::Int(SEARCH_SCAN_ROWS - 1));
+        sql.text = format!(
+            "SELECT sort_at AS sort_key, id FROM ({page}) AS s \
+             ORDER BY sort_at DESC, id DESC LIMIT 1 OFFSET {last}"
+        );
+        return Some(sql);
+    }
     sql.text = format!(
         "WITH page AS ({page}) SELECT {CONTACT_COLUMNS} FROM page p \
          JOIN contacts k ON k.id = p.id ORDER BY p.sort_at DESC, p.id DESC"
@@ -500,7 +532,22 @@ macro_rules! impl_contacts {
                 actor: Actor,
                 query: ContactQuery,
             ) -> Result<Page<Contact, ContactId>, StoreError> {
-                let Some(sql) = list_sql::<$db>(&actor, &query) else {
+                // A search examines a bounded window of the walk: first find where it ends.
+                let floor = match &query.filter.q {
+                    Some(_) => match list_sql::<$db>(&actor, &query, Shape::ScanEdge) {
+                        Some(edge) => {
+                            let row: Option<ScanEdgeRow> =
+                                bind_all(sqlx::query_as(&edge.text), edge.args)
+                                    .fetch_optional(&self.read)
+                                    .await
+                                    .map_err(from_sqlx)?;
+                            row.map(|r| Cursor::new(r.sort_key, ContactId::from_uuid(r.id)))
+                        }
+                        None => None,
+                    },
+                    None => None,
+                };
+                let Some(sql) = list_sql::<$db>(&actor, &query, Shape::Page { floor }) else {
                     return Ok(Page {
                         items: Vec::new(),
                         next: None,
@@ -520,7 +567,8 @@ macro_rules! impl_contacts {
                 }
                 Ok(Page {
                     items,
-                    next: next.filter(|_| more),
+                    // A window that ended before the page filled goes on after its last row.
+                    next: if more { next } else { floor },
                 })
             }
 

@@ -44,7 +44,9 @@ use uuid::Uuid;
 use crate::Store;
 use crate::error::from_sqlx;
 use crate::events::Dialect;
-use crate::query::{Arg, ListDialect, START_ID, START_KEY, Sql, bind_all, search_condition};
+use crate::query::{
+    Arg, ListDialect, SEARCH_SCAN_ROWS, START_ID, START_KEY, Sql, bind_all, search_condition,
+};
 use crate::rows::corrupt;
 
 /// Columns of a conversation joined with its contact (`c`, `k`), as [`ConversationRow`] reads
@@ -253,6 +255,23 @@ fn window_cut(now: Timestamp) -> i64 {
     now.plus_hours(-REPLY_WINDOW_HOURS).as_millis()
 }
 
+/// What a list statement reads.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape<Id> {
+    /// The page's rows; a search's page walks no further than `floor` (inclusive).
+    Page { floor: Option<Cursor<Id>> },
+    /// Where a search's window ends: the key of the `SEARCH_SCAN_ROWS`-th row the walk visits
+    /// with every filter but `q`, or no row when the walk ends before it.
+    ScanEdge,
+}
+
+/// The last row of a search's window.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ScanEdgeRow {
+    pub(crate) sort_key: i64,
+    pub(crate) id: Uuid,
+}
+
 /// One index walk of the list: which table and index it reads, and the equality condition that
 /// selects its range.
 struct Walk {
@@ -272,8 +291,13 @@ impl Walk {
     }
 }
 
-/// Builds the single statement that reads one page of the conversation list.
-fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
+/// Builds the single statement that reads one page of the conversation list, or (for a search)
+/// the edge of the window the page may examine.
+fn list_sql<D: ListDialect>(
+    actor: &Actor,
+    query: &ConversationQuery,
+    shape: Shape<ConversationId>,
+) -> Sql {
     let filter = &query.filter;
     let mut sql = Sql::default();
     let ws = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
@@ -282,8 +306,18 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
         .map_or((START_KEY, START_ID), |c| (c.sort_key, c.id.as_uuid()));
     let key = sql.arg(Arg::Int(after_key));
     let id = sql.arg(Arg::Uuid(after_id));
-    // One row beyond the page says whether there is a next one.
-    let limit = sql.arg(Arg::Int(i64::from(query.limit.get()) + 1));
+    let limit = sql.arg(Arg::Int(match shape {
+        // One row beyond the page says whether there is a next one.
+        Shape::Page { .. } => i64::from(query.limit.get()) + 1,
+        Shape::ScanEdge => SEARCH_SCAN_ROWS,
+    }));
+    let scan_floor = match shape {
+        Shape::Page { floor: Some(floor) } => Some((
+            sql.arg(Arg::Int(floor.sort_key)),
+            sql.arg(Arg::Uuid(floor.id.as_uuid())),
+        )),
+        _ => None,
+    };
 
     let mut residual: Vec<String> = Vec::new();
     let mut tags_drive = false;
@@ -455,7 +489,7 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
         }
         None => {}
     }
-    if let Some(q) = &filter.q {
+    if let (Some(q), Shape::Page { .. }) = (&filter.q, shape) {
         // A correlated scalar subquery, which neither planner turns into a join: with a join,
         // PostgreSQL underestimates the substring match and scans every contact of the tenant
         // instead of walking the (often small) driving range in order.
@@ -469,16 +503,15 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
     // index entry leads to its row, and the row to its contact. Measured warm at 1M on
     // PostgreSQL, a page takes 0.07 ms this way against 0.12 ms when the ids are collected first
     // and joined back through the primary key, one more index descent per row.
-    if let [walk] = walks.as_slice() {
+    if let ([walk], Shape::Page { .. }) = (walks.as_slice(), shape) {
         if walk.tag.is_none() {
             let mut conditions = vec![format!("c.workspace_id = {ws}")];
             conditions.extend(walk.condition.clone());
             conditions.extend(sql_keyset(
-                "c.sort_at",
-                "c.id",
-                &key,
-                &id,
+                ("c.sort_at", "c.id"),
+                (&key, &id),
                 walk_floor.as_deref(),
+                scan_floor.as_ref(),
             ));
             conditions.extend(residual.iter().cloned());
             sql.text = format!(
@@ -528,7 +561,12 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
                 ),
             };
             conditions.extend(walk.condition.clone());
-            conditions.extend(sql_keyset(sort, row_id, &key, &id, walk_floor.as_deref()));
+            conditions.extend(sql_keyset(
+                (sort, row_id),
+                (&key, &id),
+                walk_floor.as_deref(),
+                scan_floor.as_ref(),
+            ));
             conditions.extend(residual.iter().cloned());
             format!(
                 "SELECT {sort} AS sort_at, {row_id} AS id FROM {from} WHERE {} \
@@ -553,6 +591,14 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
             parts.join(union)
         )
     };
+    if let Shape::ScanEdge = shape {
+        let last = sql.arg(Arg::Int(SEARCH_SCAN_ROWS - 1));
+        sql.text = format!(
+            "SELECT sort_at AS sort_key, id FROM ({page}) AS s \
+             ORDER BY sort_at DESC, id DESC LIMIT 1 OFFSET {last}"
+        );
+        return sql;
+    }
     sql.text = format!(
         "WITH page AS ({page}) \
          SELECT p.sort_at AS page_key, {CONVERSATION_COLUMNS} \
@@ -564,14 +610,24 @@ fn list_sql<D: ListDialect>(actor: &Actor, query: &ConversationQuery) -> Sql {
 }
 
 /// The keyset bound of a walk ordered by (`sort` DESC, `row_id` DESC), written so that its
-/// first half is an index range on both backends; with a `floor`, the walk also stops at it.
-fn sql_keyset(sort: &str, row_id: &str, key: &str, id: &str, floor: Option<&str>) -> Vec<String> {
+/// first half is an index range on both backends; with a `floor`, the walk also stops at it
+/// (exclusive), and with a `scan_floor` at that row (inclusive).
+fn sql_keyset(
+    (sort, row_id): (&str, &str),
+    (key, id): (&str, &str),
+    floor: Option<&str>,
+    scan_floor: Option<&(String, String)>,
+) -> Vec<String> {
     let mut conditions = vec![
         format!("{sort} <= {key}"),
         format!("({sort} < {key} OR {row_id} < {id})"),
     ];
     if let Some(floor) = floor {
         conditions.push(format!("{sort} > {floor}"));
+    }
+    if let Some((floor_key, floor_id)) = scan_floor {
+        conditions.push(format!("{sort} >= {floor_key}"));
+        conditions.push(format!("({sort} > {floor_key} OR {row_id} >= {floor_id})"));
     }
     conditions
 }
@@ -801,7 +857,20 @@ macro_rules! impl_conversations {
                 actor: Actor,
                 query: ConversationQuery,
             ) -> Result<Page<Conversation, ConversationId>, StoreError> {
-                let sql = list_sql::<$db>(&actor, &query);
+                // A search examines a bounded window of the walk: first find where it ends.
+                let floor = match &query.filter.q {
+                    Some(_) => {
+                        let edge = list_sql::<$db>(&actor, &query, Shape::ScanEdge);
+                        let row: Option<ScanEdgeRow> =
+                            bind_all(sqlx::query_as(&edge.text), edge.args)
+                                .fetch_optional(&self.read)
+                                .await
+                                .map_err(from_sqlx)?;
+                        row.map(|r| Cursor::new(r.sort_key, ConversationId::from_uuid(r.id)))
+                    }
+                    None => None,
+                };
+                let sql = list_sql::<$db>(&actor, &query, Shape::Page { floor });
                 let rows: Vec<ListRow> = bind_all(sqlx::query_as(&sql.text), sql.args)
                     .fetch_all(&self.read)
                     .await
@@ -818,7 +887,8 @@ macro_rules! impl_conversations {
                 }
                 Ok(Page {
                     items,
-                    next: next.filter(|_| more),
+                    // A window that ended before the page filled goes on after its last row.
+                    next: if more { next } else { floor },
                 })
             }
 
@@ -1034,7 +1104,7 @@ mod tests {
     use inbox_domain::user::{Actor, Role};
     use inbox_domain::{Timestamp, UserId, WorkspaceId};
 
-    use super::list_sql;
+    use super::{Shape, list_sql};
 
     fn list_text(role: Role, filter: ConversationFilter) -> String {
         let actor = Actor {
@@ -1048,7 +1118,7 @@ mod tests {
             limit: Limit::default(),
             after: None,
         };
-        list_sql::<sqlx::Postgres>(&actor, &query).text
+        list_sql::<sqlx::Postgres>(&actor, &query, Shape::Page { floor: None }).text
     }
 
     fn page_of(role: Role, tags: &str, unread: Option<bool>) -> String {

@@ -36,6 +36,7 @@ use inbox_domain::ports::Repository;
 use crate::changes::Changes;
 use crate::crypto::SecretCipher;
 pub use crate::crypto::{InvalidSecretKey, SecretKey};
+pub use crate::query::SEARCH_SCAN_ROWS;
 
 /// A database behind the ports, generic over the sqlx driver.
 ///

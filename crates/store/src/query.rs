@@ -120,6 +120,11 @@ pub(crate) fn search_condition(sql: &mut Sql, lowered: &str) -> String {
     )
 }
 
+/// How many rows of its index walk one page of a `q=` search examines at most. A rare term would
+/// otherwise read the tenant's whole list in one request; with the bound, a page that has not
+/// filled by then stops short and hands out a cursor to go on from.
+pub const SEARCH_SCAN_ROWS: i64 = 2_000;
+
 /// The cursor a first page starts after: beyond every real row, so first and later pages share
 /// one SQL text (and one prepared statement).
 pub(crate) const START_KEY: i64 = i64::MAX;

@@ -34,7 +34,9 @@ use crate::routes::views::{ContactView, at};
 pub struct ListQuery {
     /// Workspace slug or id.
     pub workspace: String,
-    /// Case-insensitive substring of the display name or phone (1..=100 characters).
+    /// Case-insensitive substring of the display name or phone (3..=100 characters). A search
+    /// page examines at most 2,000 rows, so it may hold fewer than `limit` items (even none)
+    /// and still carry a `next_cursor`: follow it to search further back.
     pub q: Option<String>,
     /// Comma-separated lead statuses, any of: `new`, `cold`, `hot`, `client`.
     pub lead_status: Option<String>,

@@ -45,7 +45,9 @@ pub struct ListQuery {
     pub window: Option<String>,
     /// The handover flag.
     pub ai_paused: Option<bool>,
-    /// Case-insensitive substring of the contact's display name or phone (1..=100 characters).
+    /// Case-insensitive substring of the contact's display name or phone (3..=100 characters). A search
+    /// page examines at most 2,000 rows, so it may hold fewer than `limit` items (even none)
+    /// and still carry a `next_cursor`: follow it to search further back.
     pub q: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]

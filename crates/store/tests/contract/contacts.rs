@@ -12,6 +12,7 @@ use inbox_domain::page::Limit;
 use inbox_domain::ports::{ActionError, StoreError};
 use inbox_domain::user::Actor;
 use inbox_domain::{ContactId, ConversationId, Timestamp, UserId};
+use inbox_store::SEARCH_SCAN_ROWS;
 use inbox_store::testing::{SeedConversation, SeedMessage};
 
 use crate::Harness;
@@ -44,6 +45,53 @@ async fn all_contacts(
             None => return out,
         }
     }
+}
+
+/// The contact list's search is bounded per page like the conversation list's: a rare name at
+/// the far end of a big tenant takes a few short pages, never one whole-tenant scan.
+pub async fn a_rare_contact_search_examines_a_bounded_window_per_page(h: Harness) {
+    let team = Team::new(&h, "acme").await;
+    let rows = u32::try_from(SEARCH_SCAN_ROWS).expect("small") + 7;
+    let seeds: Vec<SeedConversation> = (0..rows)
+        .map(|i| {
+            let name = if i + 1 == rows {
+                "Zebra Langka"
+            } else {
+                "Filler"
+            };
+            let mut s = SeedConversation::new(contact(i, &format!("{name} {i}")));
+            s.last_message_at = Some(Timestamp::from_millis(NOW - i64::from(i) * 1000));
+            s
+        })
+        .collect();
+    h.seed
+        .seed_conversations(team.ws, seeds)
+        .await
+        .expect("seed");
+    let filter = ContactFilter {
+        q: Some(SearchText::parse("langka").expect("q")),
+        ..ContactFilter::default()
+    };
+    let first = h
+        .repo
+        .contacts(
+            team.owner,
+            ContactQuery {
+                filter: filter.clone(),
+                limit: Limit::new(20).expect("limit"),
+                after: None,
+            },
+        )
+        .await
+        .expect("list");
+    assert!(first.items.is_empty(), "the first window holds no match");
+    assert!(first.next.is_some(), "and says where to go on");
+    let found = all_contacts(&h, team.owner, &filter, 20).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].name.as_deref(),
+        Some(&*format!("Zebra Langka {}", rows - 1))
+    );
 }
 
 async fn conversation_of(h: &Harness, actor: Actor, contact: &Contact) -> ConversationId {

@@ -1,14 +1,17 @@
 use std::collections::HashSet;
 
 use inbox_domain::contact::{LeadStatus, NewContact, Tags};
+use inbox_domain::conversation::ConversationQuery;
 use inbox_domain::conversation::{
     AssigneeFilter, ConversationFilter, ConversationStatus, LeadStatusFilter, ReplyWindow,
     SearchText, TagFilter,
 };
 use inbox_domain::message::Direction;
+use inbox_domain::page::Limit;
 use inbox_domain::ports::{ActionError, StoreError};
 use inbox_domain::user::{Actor, Visibility};
 use inbox_domain::{ConversationId, Timestamp, UserId};
+use inbox_store::SEARCH_SCAN_ROWS;
 use inbox_store::testing::{SeedConversation, SeedMessage};
 use uuid::Uuid;
 
@@ -424,6 +427,76 @@ pub async fn paging_a_thousand_with_limit_seven_returns_each_once_in_order(h: Ha
         })
         .collect();
     assert!(keys.windows(2).all(|w| w[0] > w[1]), "strictly descending");
+}
+
+/// A search for a word only the oldest conversation has must not read the tenant's whole list in
+/// one request: each page examines at most `SEARCH_SCAN_ROWS` conversations and, when it stops
+/// short, hands out a cursor to go on from. Following the cursors still finds every match once.
+pub async fn a_rare_search_examines_a_bounded_window_per_page(h: Harness) {
+    let team = Team::new(&h, "acme").await;
+    let rows = u32::try_from(SEARCH_SCAN_ROWS).expect("small") * 2 + 10;
+    let seeds: Vec<SeedConversation> = (0..rows)
+        .map(|i| {
+            let name = if i + 1 == rows {
+                "Zebra Langka"
+            } else {
+                "Filler"
+            };
+            let mut c = contact(i, &format!("{name} {i}"));
+            c.assigned_to = (i % 2 == 0).then_some(team.member.user_id);
+            let mut s = SeedConversation::new(c);
+            s.last_message_at = Some(Timestamp::from_millis(NOW - i64::from(i) * 1000));
+            s
+        })
+        .collect();
+    h.seed
+        .seed_conversations(team.ws, seeds)
+        .await
+        .expect("seed");
+    let filter = ConversationFilter {
+        q: Some(SearchText::parse("zebra").expect("q")),
+        ..ConversationFilter::default()
+    };
+    for actor in [team.owner, team.member] {
+        let mut pages = 0;
+        let mut found = Vec::new();
+        let mut after = None;
+        loop {
+            let page = h
+                .repo
+                .conversations(
+                    actor,
+                    ConversationQuery {
+                        filter: filter.clone(),
+                        now: Timestamp::from_millis(NOW),
+                        limit: Limit::new(20).expect("limit"),
+                        after,
+                    },
+                )
+                .await
+                .expect("list");
+            pages += 1;
+            found.extend(page.items.iter().map(|c| c.contact.name.clone()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let visible = if actor.role == team.owner.role {
+            rows
+        } else {
+            rows / 2
+        };
+        let bound = usize::try_from(SEARCH_SCAN_ROWS).expect("small");
+        assert_eq!(
+            pages,
+            usize::try_from(visible).expect("small").div_ceil(bound),
+            "one page per {bound} visible conversations, as {:?}",
+            actor.role
+        );
+        let want = usize::from(actor.role == team.owner.role);
+        assert_eq!(found.len(), want, "{found:?} as {:?}", actor.role);
+    }
 }
 
 pub async fn paging_while_messages_arrive_never_repeats(h: Harness) {
