@@ -21,7 +21,7 @@ use inbox_webhook::process::{self, CoreSettings, WebhookArgs};
 use serde_json::json;
 
 use crate::AppState;
-use crate::sending::SendSettings;
+use inbox_domain::sending::SendSettings;
 
 /// Inbox: a multi-tenant WhatsApp shared inbox over Kapso. Every flag can also be set by the
 /// environment variable shown beside it.

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inbox_domain::ports::StoreError;
+use inbox_domain::sending::SendRefused;
 use inbox_domain::{Timestamp, ValidationError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -166,6 +167,17 @@ impl From<StoreError> for ApiError {
                 Self::Unavailable
             }
             StoreError::Internal(reason) => Self::Internal(reason),
+        }
+    }
+}
+
+impl From<SendRefused> for ApiError {
+    fn from(e: SendRefused) -> Self {
+        match e {
+            SendRefused::ReplyWindowClosed { closed_at } => Self::ReplyWindowClosed { closed_at },
+            SendRefused::Invalid { field, message } => Self::invalid(field, message),
+            SendRefused::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            SendRefused::Store(e) => e.into(),
         }
     }
 }

@@ -5,7 +5,6 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
-pub mod handover;
 pub mod limits;
 pub mod live;
 pub mod routes;
@@ -18,8 +17,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
-use inbox_domain::ports::Repository;
-use inbox_kapso::KapsoClient;
+use inbox_domain::ports::{KapsoGateway, Repository};
+use inbox_domain::sending::SendSettings;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -39,10 +38,11 @@ pub struct AppState {
     pub repo: Arc<dyn Repository>,
     /// The process's reader of the event log, feeding every event stream.
     pub live: Arc<live::LiveHub>,
-    /// Kapso's API: sends and handover workflow calls (one connection pool for every tenant).
-    pub kapso: KapsoClient,
+    /// Kapso's API: sends, history lookups and handover workflow calls (one connection pool
+    /// for every tenant).
+    pub kapso: Arc<dyn KapsoGateway>,
     /// How sends are paced and retried.
-    pub sending: sending::SendSettings,
+    pub sending: SendSettings,
     /// Whether owners may set their workspace's `kapso_phone_number_id` through the API (after
     /// Kapso confirms their API key's project owns it). Off by default: routing belongs to the
     /// operator, through `inbox-api admin workspace set-kapso`.
@@ -63,13 +63,13 @@ impl AppState {
     #[must_use]
     pub fn new(
         repo: Arc<dyn Repository>,
-        kapso: KapsoClient,
-        sending: sending::SendSettings,
+        kapso: impl KapsoGateway + 'static,
+        sending: SendSettings,
     ) -> Self {
         Self {
             live: live::LiveHub::start(Arc::clone(&repo)),
             repo,
-            kapso,
+            kapso: Arc::new(kapso),
             sending,
             owners_may_set_number: false,
             limits: limits::ApiLimits::default(),

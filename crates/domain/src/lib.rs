@@ -8,6 +8,7 @@ pub mod contact;
 pub mod conversation;
 pub mod delivery;
 pub mod event;
+pub mod handover;
 pub mod ids;
 pub mod ingest;
 pub mod message;

@@ -6,6 +6,12 @@
 //! the job's lease (the request that created it, then the background worker) makes the attempt,
 //! and the job is deleted when the message settles (`sent` or `failed`).
 
+mod attempt;
+mod start;
+
+pub use attempt::{Attempt, AttemptOutcome, SendSettings, attempt, run_due_sends};
+pub use start::{SendCommand, SendRefused, SendStart, StartedSend, start_send};
+
 use std::time::Duration;
 
 use crate::ids::{ConversationId, MessageId, UserId, WorkspaceId};

@@ -41,6 +41,12 @@ impl Timestamp {
         Self(self.0.saturating_add(hours.saturating_mul(3_600_000)))
     }
 
+    /// This instant moved by `millis` (negative moves back).
+    #[must_use]
+    pub const fn plus_millis(self, millis: i64) -> Self {
+        Self(self.0.saturating_add(millis))
+    }
+
     /// Parses an RFC 3339 string.
     ///
     /// # Errors

@@ -6,12 +6,12 @@
 //! marked sensitive, and is never logged; neither are phone numbers or message bodies.
 
 mod error;
+mod gateway;
 mod phone_numbers;
 mod workflows;
 
 use std::time::{Duration, Instant};
 
-use inbox_domain::Timestamp;
 use inbox_domain::message::MessageText;
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::sending::TemplateSignature;
@@ -21,7 +21,10 @@ use reqwest::{Method, Url};
 use serde_json::{Value, json};
 
 pub use error::{KapsoError, WINDOW_CLOSED_CODE};
-pub use workflows::{ExecutionStatus, KapsoConversation, WorkflowExecution, WorkflowUpdate};
+pub use inbox_domain::ports::{SentMessage, SoughtContent, SoughtSend, WorkflowUpdate};
+
+use error::Classify;
+pub use workflows::{ExecutionStatus, KapsoConversation, WorkflowExecution};
 
 /// Kapso's production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.kapso.ai";
@@ -64,13 +67,6 @@ pub enum ClientBuildError {
     /// The HTTP stack could not be initialised (TLS roots, for instance).
     #[error("the HTTP client could not be built: {0}")]
     Http(#[from] reqwest::Error),
-}
-
-/// What Kapso answered to an accepted send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SentMessage {
-    /// The WhatsApp message id (`messages[0].id`); webhooks refer to the message by it.
-    pub wamid: String,
 }
 
 /// A client for Kapso's API. Cheap to clone: clones share one connection pool.
@@ -243,7 +239,7 @@ impl KapsoClient {
                         }));
                     }
                     Some(_) => any_callback = true,
-                    None if sought.same_content(record) => candidates.push(wamid.to_owned()),
+                    None if same_content(sought, record) => candidates.push(wamid.to_owned()),
                     None => {}
                 }
             }
@@ -399,56 +395,32 @@ pub const MAX_HISTORY_PAGES: usize = 10;
 /// WhatsApp's limit on `biz_opaque_callback_data`.
 pub const MAX_CALLBACK_DATA_CHARS: usize = 512;
 
-/// A send [`KapsoClient::find_sent`] looks for.
-#[derive(Clone, Copy, Debug)]
-pub struct SoughtSend<'a> {
-    /// The `biz_opaque_callback_data` it was sent with.
-    pub callback_data: &'a str,
-    /// Its recipient.
-    pub to: &'a PhoneE164,
-    /// What it says, for histories that do not keep callback data.
-    pub content: SoughtContent<'a>,
-    /// A moment before it was first sent.
-    pub since: Timestamp,
-}
-
-/// The content of a [`SoughtSend`].
-#[derive(Clone, Copy, Debug)]
-pub enum SoughtContent<'a> {
-    /// A text message with this body.
-    Text(&'a str),
-    /// A template message, as the API client gave it.
-    Template(&'a Value),
-}
-
-impl SoughtSend<'_> {
-    /// Whether a history record without callback data is this send by recipient and content.
-    fn same_content(&self, record: &Value) -> bool {
-        let to = record
-            .get("to")
-            .and_then(Value::as_str)
-            .or_else(|| {
-                record
-                    .pointer("/kapso/phone_number")
-                    .and_then(Value::as_str)
-            })
-            .map(|to| to.trim().trim_start_matches('+'));
-        if to != Some(self.to.digits()) {
-            return false;
+/// Whether a history record without callback data is `sought` by recipient and content.
+fn same_content(sought: &SoughtSend<'_>, record: &Value) -> bool {
+    let to = record
+        .get("to")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            record
+                .pointer("/kapso/phone_number")
+                .and_then(Value::as_str)
+        })
+        .map(|to| to.trim().trim_start_matches('+'));
+    if to != Some(sought.to.digits()) {
+        return false;
+    }
+    match sought.content {
+        SoughtContent::Text(text) => {
+            record.get("type").and_then(Value::as_str) == Some("text")
+                && record.pointer("/text/body").and_then(Value::as_str) == Some(text)
         }
-        match self.content {
-            SoughtContent::Text(text) => {
-                record.get("type").and_then(Value::as_str) == Some("text")
-                    && record.pointer("/text/body").and_then(Value::as_str) == Some(text)
-            }
-            SoughtContent::Template(template) => {
-                record.get("type").and_then(Value::as_str) == Some("template")
-                    && record
-                        .get("template")
-                        .and_then(TemplateSignature::from_meta)
-                        == TemplateSignature::from_meta(template)
-                    && TemplateSignature::from_meta(template).is_some()
-            }
+        SoughtContent::Template(template) => {
+            record.get("type").and_then(Value::as_str) == Some("template")
+                && record
+                    .get("template")
+                    .and_then(TemplateSignature::from_meta)
+                    == TemplateSignature::from_meta(template)
+                && TemplateSignature::from_meta(template).is_some()
         }
     }
 }

@@ -8,6 +8,7 @@ use inbox_domain::conversation::{
     AssigneeFilter, Conversation, ConversationCounts, ConversationFilter, ConversationQuery,
     ConversationStatus, LeadStatusFilter, ReplyWindow, SearchText, TagFilter, parse_status_filter,
 };
+use inbox_domain::handover::{self, KapsoHandover};
 use inbox_domain::message::{ThreadPosition, ThreadQuery};
 use inbox_domain::ports::{ActionError, StoreError};
 use inbox_domain::user::Actor;
@@ -20,7 +21,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, nullable};
-use crate::handover::{self, KapsoOutcome};
 use crate::routes::paging;
 use crate::routes::views::{ConversationView, MessageView};
 
@@ -446,6 +446,27 @@ pub struct HandoverState {
     pub ai_paused: bool,
 }
 
+/// What happened on Kapso's side of a handover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct KapsoOutcome {
+    /// Whether Kapso's workflows now match the flag (also true when there was nothing to change).
+    pub ok: bool,
+    /// How many workflow executions changed status.
+    pub executions_updated: u32,
+    /// A sentence for people: what was done, or why it could not be.
+    pub message: String,
+}
+
+impl From<KapsoHandover> for KapsoOutcome {
+    fn from(outcome: KapsoHandover) -> Self {
+        Self {
+            ok: outcome.ok,
+            executions_updated: outcome.executions_updated,
+            message: outcome.message,
+        }
+    }
+}
+
 /// Answer of `POST /api/conversations/{id}/handover`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HandoverResponse {
@@ -479,12 +500,13 @@ pub async fn handover(
 ) -> Result<Json<HandoverResponse>, ApiError> {
     let id = ConversationId::from_uuid(id);
     let actor = conversation_actor(&state, &caller, id).await?;
-    let (conversation, kapso) = handover::handover(&state, actor, id, body.ai_paused)
-        .await
-        .map_err(action_error)?;
+    let (conversation, kapso) =
+        handover::handover(&*state.repo, &*state.kapso, actor, id, body.ai_paused)
+            .await
+            .map_err(action_error)?;
     Ok(Json(HandoverResponse {
         conversation: ConversationView::from(&conversation),
-        kapso,
+        kapso: kapso.into(),
     }))
 }
 

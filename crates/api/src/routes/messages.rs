@@ -6,13 +6,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use inbox_domain::message::Message;
 use inbox_domain::message::MessageText;
-use inbox_domain::phone::PhoneE164;
+use inbox_domain::ports::KapsoError;
 use inbox_domain::sending::{
-    CreatedSend, IdempotencyClaim, IdempotentSend, NewSend, OutboundContent,
+    Attempt, AttemptOutcome, IdempotencyClaim, IdempotentSend, OutboundContent, SendCommand,
+    SendStart, StartedSend, attempt, start_send,
 };
-use inbox_domain::user::Actor;
 use inbox_domain::{ConversationId, MessageId, Timestamp, UserId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,7 +24,6 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::conversations::locate;
 use crate::routes::views::MessageView;
-use crate::sending::{AttemptOutcome, attempt, usable};
 
 /// The header that makes a send safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -126,56 +124,22 @@ pub async fn send_message(
 
     let content = content(&request)?;
     let (actor, conversation) = locate(&state, &caller, conversation_id).await?;
-    let now = Timestamp::now();
-    if content.needs_open_window() && !conversation.reply_window_open(now) {
-        return Err(ApiError::ReplyWindowClosed {
-            closed_at: conversation.reply_window_expires_at(),
-        });
-    }
-    let content = quote(
-        &state,
+    let command = SendCommand {
         actor,
-        conversation_id,
+        conversation,
         content,
-        request.reply_to_message_id,
-    )
-    .await?;
-    let to = conversation.contact.phone.clone().ok_or_else(|| {
-        ApiError::invalid(
-            "conversation_id",
-            "the contact has no phone number, and WhatsApp needs one to send to",
-        )
-    })?;
-    if usable(state.repo.kapso_credentials(actor.workspace_id).await?).is_none() {
-        return Err(ApiError::invalid(
-            "conversation_id",
-            "the workspace has no Kapso phone number id and API key; an owner sets them first",
-        ));
-    }
-
-    let new = NewSend {
-        message_id: MessageId::new(),
-        workspace_id: actor.workspace_id,
-        conversation_id,
-        sender_user_id: user_id,
-        to: to.clone(),
-        content: content.clone(),
+        reply_to: request.reply_to_message_id.map(MessageId::from_uuid),
         idempotency: key.clone().map(|key| IdempotencyClaim {
             key,
             request_hash: request_hash.clone(),
         }),
-        sends_per_minute: state.sending.sends_per_minute,
-        lease: state.sending.lease,
-        now,
+        now: Timestamp::now(),
     };
-    let pending = match state.repo.create_send(&new).await? {
-        CreatedSend::Created(message) => message,
-        CreatedSend::Existing(record) => {
+    let started = match start_send(&*state.repo, &state.sending, command).await? {
+        SendStart::Started(started) => *started,
+        SendStart::Repeat(record) => {
             let key = key.as_deref().unwrap_or_default();
             return repeat(&state, conversation_id, user_id, key, &request_hash, record).await;
-        }
-        CreatedSend::RateLimited { retry_after_secs } => {
-            return Err(ApiError::RateLimited { retry_after_secs });
         }
     };
 
@@ -184,9 +148,7 @@ pub async fn send_message(
     // would then send again once the lease ran out). The answer for the key is stored there too.
     let first = FirstAttempt {
         workspace_id: actor.workspace_id,
-        pending: *pending,
-        to,
-        content,
+        started,
         answer_key: key.map(|key| (user_id, key)),
     };
     let (status, body) = tokio::spawn(first.run(state))
@@ -198,9 +160,7 @@ pub async fn send_message(
 /// The request's attempt at a send it created, with what is needed to answer it.
 struct FirstAttempt {
     workspace_id: WorkspaceId,
-    pending: Message,
-    to: PhoneE164,
-    content: OutboundContent,
+    started: StartedSend,
     answer_key: Option<(UserId, String)>,
 }
 
@@ -208,12 +168,22 @@ impl FirstAttempt {
     async fn run(self, state: AppState) -> Result<(StatusCode, String), ApiError> {
         let Self {
             workspace_id,
-            pending,
-            to,
-            content,
+            started:
+                StartedSend {
+                    pending,
+                    to,
+                    content,
+                },
             answer_key,
         } = self;
-        let outcome = attempt(&state, workspace_id, pending.id, &to, &content, 1).await?;
+        let first = Attempt {
+            workspace_id,
+            message_id: pending.id,
+            to: &to,
+            content: &content,
+            attempts: 1,
+        };
+        let outcome = attempt(&*state.repo, &*state.kapso, &state.sending, first).await?;
         let (status, body) = match outcome {
             AttemptOutcome::Sent(message) => (StatusCode::CREATED, created_body(&message)?),
             AttemptOutcome::Retrying => {
@@ -379,43 +349,9 @@ fn content(request: &SendRequest) -> Result<OutboundContent, ApiError> {
     }
 }
 
-/// Resolves `reply_to_message_id` into the quoted wamid.
-async fn quote(
-    state: &AppState,
-    actor: Actor,
-    conversation_id: ConversationId,
-    content: OutboundContent,
-    reply_to: Option<Uuid>,
-) -> Result<OutboundContent, ApiError> {
-    let (Some(reply_to), OutboundContent::Text { text, .. }) = (reply_to, &content) else {
-        return Ok(content);
-    };
-    let quoted = state
-        .repo
-        .message(actor.workspace_id, MessageId::from_uuid(reply_to))
-        .await?
-        .filter(|m| m.conversation_id == conversation_id)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "reply_to_message_id",
-                "must be a message of this conversation",
-            )
-        })?;
-    let wamid = quoted.wamid.ok_or_else(|| {
-        ApiError::invalid(
-            "reply_to_message_id",
-            "the message has no WhatsApp id yet, so it cannot be quoted",
-        )
-    })?;
-    Ok(OutboundContent::Text {
-        text: text.clone(),
-        reply_to_wamid: Some(wamid),
-    })
-}
-
-fn kapso_reason(error: &inbox_kapso::KapsoError) -> String {
+fn kapso_reason(error: &KapsoError) -> String {
     match error {
-        inbox_kapso::KapsoError::WindowClosed { .. } => {
+        KapsoError::WindowClosed { .. } => {
             "WhatsApp refused the message because the 24-hour reply window is closed (131047); send a template instead.".to_owned()
         }
         other => {

@@ -9,6 +9,7 @@ mod deliveries;
 mod events;
 mod identity;
 mod ingest;
+mod kapso;
 mod sending;
 mod snapshots;
 mod workspaces;
@@ -31,6 +32,12 @@ pub use identity::MockIdentityRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use ingest::MockIngestRepository;
 pub use ingest::{IngestRepository, IngestUnit};
+#[cfg(any(test, feature = "mocks"))]
+pub use kapso::MockKapsoGateway;
+pub use kapso::{
+    KapsoAccount, KapsoError, KapsoGateway, SentMessage, SoughtContent, SoughtSend,
+    WINDOW_CLOSED_CODE, WorkflowUpdate,
+};
 #[cfg(any(test, feature = "mocks"))]
 pub use sending::MockSendRepository;
 pub use sending::SendRepository;

@@ -7,120 +7,31 @@
 
 use std::time::Duration;
 
-use inbox_domain::message::MessageError;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-/// Meta's code for a free-form message sent outside the 24-hour customer-service window.
-pub const WINDOW_CLOSED_CODE: &str = "131047";
+pub use inbox_domain::ports::{KapsoError, WINDOW_CLOSED_CODE};
 
 /// How much of a non-JSON error body is kept, in characters: enough to recognise a proxy's error
 /// page, not enough to carry a whole HTML document around.
 const BODY_EXCERPT_CHARS: usize = 200;
 
-/// Why a Kapso call failed, in the three classes a caller branches on.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum KapsoError {
-    /// Kapso or WhatsApp refused the request for good: retrying the same request fails the same
-    /// way. A 4xx answer, a Meta code the reference says not to retry, an answer we cannot read,
-    /// or a request we refused to send (`status` is `None` then).
-    #[error("Kapso refused the request: {title}: {message}")]
-    Permanent {
-        /// The HTTP status Kapso answered with; `None` when the request was never sent.
-        status: Option<u16>,
-        /// Meta's error code (`"131026"`), or our own code for a request refused before
-        /// sending (`"invalid_template"`); `None` for Kapso's plain `{"error"}` bodies.
-        code: Option<String>,
-        /// A short title, e.g. `Message undeliverable`.
-        title: String,
-        /// The explanation, e.g. Meta's `error_data.details`.
-        message: String,
-    },
-    /// The outcome may differ later: a timeout, a connection failure, a 5xx, a 429 rate limit,
-    /// Kapso's 409 "another message in flight for this conversation", or a Meta code the
-    /// reference marks retryable (130429, 131056, 131000, 131016, ...).
-    ///
-    /// For a send, a timeout means the outcome is **unknown**: Kapso may have accepted the message.
-    #[error("Kapso is unavailable for now: {reason}")]
-    Transient {
-        /// What happened, for logs and for the stored message error.
-        reason: String,
-        /// How long Kapso asked us to wait (`Retry-After`, in seconds), when it said.
-        retry_after: Option<Duration>,
-        /// Whether the request may have reached Kapso: it failed after the connection was made
-        /// (a timeout waiting for the answer, an answer cut short), so Kapso may have acted on
-        /// it. A send with an unknown outcome must not simply be repeated.
-        outcome_unknown: bool,
-    },
-    /// Meta's 131047: the 24-hour customer-service window is closed, so only a template may be
-    /// sent. Never retried.
-    #[error("the 24-hour reply window is closed: {message}")]
-    WindowClosed {
-        /// Meta's explanation.
-        message: String,
-    },
-}
-
-impl KapsoError {
-    /// Whether the same request may succeed later.
-    #[must_use]
-    pub const fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient { .. })
-    }
-
-    /// Whether the request may have reached Kapso although no answer came back (see
-    /// [`KapsoError::Transient::outcome_unknown`]).
-    #[must_use]
-    pub const fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            Self::Transient {
-                outcome_unknown: true,
-                ..
-            }
-        )
-    }
-
-    /// How long Kapso asked us to wait before trying again, when it said.
-    #[must_use]
-    pub const fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Transient { retry_after, .. } => *retry_after,
-            Self::Permanent { .. } | Self::WindowClosed { .. } => None,
-        }
-    }
-
-    /// The error as a stored message's `error` (`{code, title, message}`).
-    #[must_use]
-    pub fn as_message_error(&self) -> MessageError {
-        match self {
-            Self::Permanent {
-                code,
-                title,
-                message,
-                ..
-            } => MessageError {
-                code: code.clone(),
-                title: Some(title.clone()),
-                message: Some(message.clone()),
-            },
-            Self::Transient { reason, .. } => MessageError {
-                code: None,
-                title: Some("Kapso temporarily unavailable".to_owned()),
-                message: Some(reason.clone()),
-            },
-            Self::WindowClosed { message } => MessageError {
-                code: Some(WINDOW_CLOSED_CODE.to_owned()),
-                title: Some("Re-engagement message".to_owned()),
-                message: Some(message.clone()),
-            },
-        }
-    }
-
+/// The ways this client builds a [`KapsoError`] from what happened on the wire.
+pub(crate) trait Classify: Sized {
     /// A request we refuse to send because it cannot succeed (a malformed template, an API key
     /// that is not a valid header value).
-    pub(crate) fn invalid_request(code: &str, message: impl Into<String>) -> Self {
+    fn invalid_request(code: &str, message: impl Into<String>) -> Self;
+    /// A 2xx answer whose body is not what the endpoint documents.
+    fn unexpected_response(status: StatusCode, what: &str) -> Self;
+    /// A failure below HTTP: no answer at all, or an answer cut short.
+    fn from_transport(error: reqwest::Error) -> Self;
+    /// A non-2xx answer, classified by Meta's code when there is one, else by the status.
+    fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self;
+}
+
+impl Classify for KapsoError {
+    fn invalid_request(code: &str, message: impl Into<String>) -> Self {
         Self::Permanent {
             status: None,
             code: Some(code.to_owned()),
@@ -131,7 +42,7 @@ impl KapsoError {
 
     /// A 2xx answer whose body is not what the endpoint documents. Permanent, not transient:
     /// for a send, Kapso did accept something, and repeating it could message the customer twice.
-    pub(crate) fn unexpected_response(status: StatusCode, what: &str) -> Self {
+    fn unexpected_response(status: StatusCode, what: &str) -> Self {
         Self::Permanent {
             status: Some(status.as_u16()),
             code: None,
@@ -141,7 +52,7 @@ impl KapsoError {
     }
 
     /// A failure below HTTP: no answer at all, or an answer cut short.
-    pub(crate) fn from_transport(error: reqwest::Error) -> Self {
+    fn from_transport(error: reqwest::Error) -> Self {
         // The URL can carry a customer's phone number (the conversation lookup), so it is
         // dropped before the error is formatted anywhere.
         let error = error.without_url();
@@ -163,7 +74,7 @@ impl KapsoError {
     }
 
     /// Classifies a non-2xx answer from its status, headers and body.
-    pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
+    fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let retry_after = retry_after(headers);
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let described = match json.as_ref().and_then(|j| j.get("error")) {

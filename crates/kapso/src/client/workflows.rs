@@ -16,7 +16,7 @@ use inbox_domain::workspace::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{GRAPH_VERSION, KapsoClient, KapsoError};
+use super::{GRAPH_VERSION, KapsoClient, KapsoError, WorkflowUpdate};
 
 /// A Kapso conversation (Kapso's own id, not ours).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,15 +75,6 @@ impl fmt::Display for ExecutionStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// What a handover did on Kapso's side, for the API's `kapso` field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkflowUpdate {
-    /// How many executions changed status.
-    pub executions_updated: u32,
-    /// A sentence for people, e.g. `Paused 2 workflow executions`.
-    pub message: String,
 }
 
 impl KapsoClient {

@@ -1,19 +1,16 @@
-//! The "hand over this conversation" use case: the local AI-paused flag, then the business's
-//! Kapso workflow executions for the customer.
+//! "Hand this conversation over": the local AI-paused flag, then the business's Kapso workflow
+//! executions for the customer.
 
-use inbox_domain::ConversationId;
-use inbox_domain::conversation::Conversation;
-use inbox_domain::ports::StoreError;
-use inbox_domain::user::Actor;
-use serde::Serialize;
-use utoipa::ToSchema;
-
-use crate::AppState;
-use crate::sending::usable;
+use crate::conversation::Conversation;
+use crate::ids::ConversationId;
+use crate::ports::{
+    ConversationRepository, KapsoAccount, KapsoGateway, StoreError, WorkspaceRepository,
+};
+use crate::user::Actor;
 
 /// What happened on Kapso's side of a handover.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-pub struct KapsoOutcome {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KapsoHandover {
     /// Whether Kapso's workflows now match the flag (also true when there was nothing to change).
     pub ok: bool,
     /// How many workflow executions changed status.
@@ -22,10 +19,19 @@ pub struct KapsoOutcome {
     pub message: String,
 }
 
+impl KapsoHandover {
+    fn failed(message: &str) -> Self {
+        Self {
+            ok: false,
+            executions_updated: 0,
+            message: message.to_owned(),
+        }
+    }
+}
+
 /// Sets the conversation's `ai_paused` flag (appending `conversation.updated`), then pauses
 /// (`true`: every running or waiting execution of the customer's Kapso conversation becomes
-/// `handoff`) or resumes (`false`: back to `waiting`) the business's workflows with the
-/// workspace's API key.
+/// `handoff`) or resumes (`false`: back to `waiting`) the business's workflows.
 ///
 /// The local change stands whatever Kapso does: agents must be able to take over even while
 /// Kapso is down. Missing credentials, a contact without a phone, or a Kapso error are reported
@@ -35,60 +41,58 @@ pub struct KapsoOutcome {
 /// `NotFound` when the conversation is not there for the actor; `Unavailable` or `Internal`
 /// from storage.
 #[tracing::instrument(skip_all, fields(workspace.id = %actor.workspace_id, conversation.id = %conversation_id, ai_paused))]
-pub async fn handover(
-    state: &AppState,
+pub async fn handover<R>(
+    repo: &R,
+    kapso: &dyn KapsoGateway,
     actor: Actor,
     conversation_id: ConversationId,
     ai_paused: bool,
-) -> Result<(Conversation, KapsoOutcome), StoreError> {
-    let conversation = state
-        .repo
+) -> Result<(Conversation, KapsoHandover), StoreError>
+where
+    R: ConversationRepository + WorkspaceRepository + ?Sized,
+{
+    let conversation = repo
         .set_ai_paused(actor, conversation_id, ai_paused)
         .await?;
-    let credentials = match state.repo.kapso_credentials(actor.workspace_id).await {
-        Ok(credentials) => usable(credentials),
+    let account = match repo.kapso_credentials(actor.workspace_id).await {
+        Ok(credentials) => KapsoAccount::of(credentials),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the Kapso credentials for a handover");
             return Ok((
                 conversation,
-                failed("The Kapso credentials could not be read."),
+                KapsoHandover::failed("The Kapso credentials could not be read."),
             ));
         }
     };
-    let Some((phone_number_id, api_key)) = credentials else {
+    let Some(account) = account else {
         return Ok((
             conversation,
-            failed("Kapso is not configured for this workspace (phone number id and API key)."),
+            KapsoHandover::failed(
+                "Kapso is not configured for this workspace (phone number id and API key).",
+            ),
         ));
     };
     let Some(phone) = conversation.contact.phone.clone() else {
         return Ok((
             conversation,
-            failed("The contact has no phone number, so Kapso cannot find its conversation."),
+            KapsoHandover::failed(
+                "The contact has no phone number, so Kapso cannot find its conversation.",
+            ),
         ));
     };
-    let outcome = match state
-        .kapso
-        .set_workflows_paused(&phone_number_id, &api_key, &phone, ai_paused)
+    let outcome = match kapso
+        .set_workflows_paused(&account, &phone, ai_paused)
         .await
     {
-        Ok(update) => KapsoOutcome {
+        Ok(update) => KapsoHandover {
             ok: true,
             executions_updated: update.executions_updated,
             message: update.message,
         },
         Err(error) => {
             tracing::warn!(%error, "kapso handover failed; the local flag stands");
-            failed(&format!("Kapso could not be updated: {error}"))
+            KapsoHandover::failed(&format!("Kapso could not be updated: {error}"))
         }
     };
     Ok((conversation, outcome))
-}
-
-fn failed(message: &str) -> KapsoOutcome {
-    KapsoOutcome {
-        ok: false,
-        executions_updated: 0,
-        message: message.to_owned(),
-    }
 }
