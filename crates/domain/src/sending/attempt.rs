@@ -272,3 +272,317 @@ fn created_millis(message_id: MessageId) -> i64 {
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The at-most-once rules of an attempt, against an in-memory outbox and a mocked Kapso: no
+    //! database, no HTTP, so every branch is cheap to pin.
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::ids::{ConversationId, UserId};
+    use crate::message::{
+        DeliveryStatus, Direction, MessageError, MessageKind, MessageText, SenderType,
+    };
+    use crate::ports::{MockKapsoGateway, SentMessage};
+    use crate::sending::{CreatedSend, IdempotentSend, NewSend};
+    use crate::workspace::{KapsoCredentials, NewWorkspace, Workspace, WorkspacePatch};
+
+    /// What the use case did to storage, in order.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Recorded {
+        Accepted(String),
+        Failed(Option<String>),
+        Rescheduled { delay_at_least_ms: i64 },
+    }
+
+    struct Outbox {
+        configured: bool,
+        recorded: Mutex<Vec<Recorded>>,
+        started: Timestamp,
+    }
+
+    impl Outbox {
+        fn new(configured: bool) -> Self {
+            Self {
+                configured,
+                recorded: Mutex::new(Vec::new()),
+                started: Timestamp::now(),
+            }
+        }
+
+        fn recorded(&self) -> Vec<Recorded> {
+            std::mem::take(&mut *self.recorded.lock().expect("lock"))
+        }
+
+        fn message(&self, id: MessageId, wamid: Option<String>, status: DeliveryStatus) -> Message {
+            Message {
+                id,
+                workspace_id: WorkspaceId::new(),
+                conversation_id: ConversationId::new(),
+                seq: 1,
+                direction: Direction::Outbound,
+                sender_type: SenderType::User,
+                sender_user_id: None,
+                kind: MessageKind::text(),
+                text: Some("hi".into()),
+                media: None,
+                reply_to_wamid: None,
+                wamid,
+                status,
+                error: None,
+                sent_at: self.started,
+                created_at: self.started,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl SendRepository for Outbox {
+        async fn conversation_workspace(
+            &self,
+            _: ConversationId,
+        ) -> Result<Option<WorkspaceId>, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn create_send(&self, _: &NewSend) -> Result<CreatedSend, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn idempotent_send(
+            &self,
+            _: UserId,
+            _: &str,
+        ) -> Result<Option<IdempotentSend>, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn store_send_answer(
+            &self,
+            _: UserId,
+            _: &str,
+            _: u16,
+            _: &str,
+        ) -> Result<(), StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn record_send_accepted(
+            &self,
+            _: WorkspaceId,
+            message_id: MessageId,
+            wamid: &str,
+        ) -> Result<Message, StoreError> {
+            self.recorded
+                .lock()
+                .expect("lock")
+                .push(Recorded::Accepted(wamid.to_owned()));
+            Ok(self.message(message_id, Some(wamid.to_owned()), DeliveryStatus::Sent))
+        }
+        async fn record_send_failed(
+            &self,
+            _: WorkspaceId,
+            message_id: MessageId,
+            error: &MessageError,
+        ) -> Result<Message, StoreError> {
+            self.recorded
+                .lock()
+                .expect("lock")
+                .push(Recorded::Failed(error.code.clone()));
+            Ok(self.message(message_id, None, DeliveryStatus::Failed))
+        }
+        async fn reschedule_send(
+            &self,
+            _: MessageId,
+            retry_at: Timestamp,
+            _: &str,
+        ) -> Result<(), StoreError> {
+            let delay = retry_at.as_millis() - Timestamp::now().as_millis();
+            // Rounded down to whole seconds: the test's own time passes meanwhile.
+            self.recorded
+                .lock()
+                .expect("lock")
+                .push(Recorded::Rescheduled {
+                    delay_at_least_ms: delay / 1000 * 1000,
+                });
+            Ok(())
+        }
+        async fn claim_due_sends(
+            &self,
+            _: Timestamp,
+            _: Timestamp,
+            _: u32,
+        ) -> Result<Vec<SendJob>, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn prune_send_requests(&self, _: Timestamp) -> Result<u64, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+    }
+
+    #[async_trait]
+    impl WorkspaceRepository for Outbox {
+        async fn create_workspace(&self, _: NewWorkspace) -> Result<Workspace, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn workspace_by_id(&self, _: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn workspace_by_slug(&self, _: &str) -> Result<Option<Workspace>, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn update_workspace(
+            &self,
+            _: WorkspaceId,
+            _: WorkspacePatch,
+        ) -> Result<Workspace, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn kapso_credentials_by_phone_number_id(
+            &self,
+            _: &str,
+        ) -> Result<Option<KapsoCredentials>, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+        async fn kapso_credentials(
+            &self,
+            id: WorkspaceId,
+        ) -> Result<Option<KapsoCredentials>, StoreError> {
+            Ok(Some(KapsoCredentials {
+                workspace_id: id,
+                phone_number_id: self.configured.then(|| "123".to_owned()),
+                api_key: self.configured.then(|| "key".parse().expect("secret")),
+                webhook_secret: None,
+            }))
+        }
+        async fn workspace_count(&self) -> Result<u64, StoreError> {
+            unreachable!("not used by an attempt")
+        }
+    }
+
+    fn settings() -> SendSettings {
+        SendSettings {
+            echo_window: Duration::from_secs(30),
+            ..SendSettings::default()
+        }
+    }
+
+    fn timeout() -> KapsoError {
+        KapsoError::Transient {
+            reason: "the request to Kapso timed out".into(),
+            retry_after: None,
+            outcome_unknown: true,
+        }
+    }
+
+    async fn run(outbox: &Outbox, kapso: &MockKapsoGateway, attempts: u32) -> AttemptOutcome {
+        let to = PhoneE164::from_trusted("+6281200000001".into());
+        let content = OutboundContent::Text {
+            text: MessageText::parse("hi").expect("text"),
+            reply_to_wamid: None,
+        };
+        let send = Attempt {
+            workspace_id: WorkspaceId::new(),
+            message_id: MessageId::new(),
+            to: &to,
+            content: &content,
+            attempts,
+        };
+        attempt(outbox, kapso, &settings(), send)
+            .await
+            .expect("stored")
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        futures::executor::block_on(future)
+    }
+
+    #[test]
+    fn a_first_attempt_sends_once_with_the_message_id_as_callback_data() {
+        let outbox = Outbox::new(true);
+        let mut kapso = MockKapsoGateway::new();
+        kapso.expect_find_sent().never();
+        kapso
+            .expect_send()
+            .times(1)
+            .withf(|_, _, _, callback| uuid::Uuid::parse_str(callback).is_ok())
+            .returning(|_, _, _, _| {
+                Ok(SentMessage {
+                    wamid: "wamid.1".into(),
+                })
+            });
+        let outcome = block_on(run(&outbox, &kapso, 1));
+        assert!(matches!(outcome, AttemptOutcome::Sent(_)));
+        assert_eq!(outbox.recorded(), [Recorded::Accepted("wamid.1".into())]);
+    }
+
+    #[test]
+    fn a_retry_that_finds_the_send_in_the_history_records_it_and_sends_nothing() {
+        let outbox = Outbox::new(true);
+        let mut kapso = MockKapsoGateway::new();
+        kapso.expect_find_sent().times(1).returning(|_, sought| {
+            assert!(uuid::Uuid::parse_str(sought.callback_data).is_ok());
+            Ok(Some(SentMessage {
+                wamid: "wamid.earlier".into(),
+            }))
+        });
+        kapso.expect_send().never();
+        let outcome = block_on(run(&outbox, &kapso, 2));
+        assert!(matches!(outcome, AttemptOutcome::Sent(_)));
+        assert_eq!(
+            outbox.recorded(),
+            [Recorded::Accepted("wamid.earlier".into())]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_history_sends_nothing_and_waits_at_least_the_echo_window() {
+        let outbox = Outbox::new(true);
+        let mut kapso = MockKapsoGateway::new();
+        kapso.expect_find_sent().times(1).returning(|_, _| {
+            Err(KapsoError::Permanent {
+                status: Some(404),
+                code: None,
+                title: "Not found".into(),
+                message: "no history".into(),
+            })
+        });
+        kapso.expect_send().never();
+        let outcome = block_on(run(&outbox, &kapso, 2));
+        assert!(matches!(outcome, AttemptOutcome::Retrying));
+        let [Recorded::Rescheduled { delay_at_least_ms }] = outbox.recorded()[..] else {
+            panic!("rescheduled once");
+        };
+        assert!(delay_at_least_ms >= 29_000, "{delay_at_least_ms}");
+    }
+
+    #[test]
+    fn a_timeout_is_an_unknown_outcome_retried_no_sooner_than_the_echo_window() {
+        let outbox = Outbox::new(true);
+        let mut kapso = MockKapsoGateway::new();
+        kapso
+            .expect_send()
+            .times(1)
+            .returning(|_, _, _, _| Err(timeout()));
+        let outcome = block_on(run(&outbox, &kapso, 1));
+        assert!(matches!(outcome, AttemptOutcome::Retrying));
+        let [Recorded::Rescheduled { delay_at_least_ms }] = outbox.recorded()[..] else {
+            panic!("rescheduled once");
+        };
+        assert!(delay_at_least_ms >= 29_000, "{delay_at_least_ms}");
+    }
+
+    #[test]
+    fn a_workspace_without_kapso_fails_for_good_without_calling_it() {
+        let outbox = Outbox::new(false);
+        let mut kapso = MockKapsoGateway::new();
+        kapso.expect_send().never();
+        kapso.expect_find_sent().never();
+        let outcome = block_on(run(&outbox, &kapso, 1));
+        assert!(matches!(outcome, AttemptOutcome::Failed(..)));
+        assert_eq!(
+            outbox.recorded(),
+            [Recorded::Failed(Some("kapso_not_configured".into()))]
+        );
+    }
+}
