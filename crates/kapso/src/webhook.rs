@@ -14,6 +14,20 @@ use crate::lenient;
 /// The `X-Webhook-Event` header: the authoritative event name of a Kapso delivery.
 pub const EVENT_HEADER: &str = "X-Webhook-Event";
 
+/// The header naming one delivery, the same on each of Kapso's retries of it.
+pub const IDEMPOTENCY_HEADER: &str = "X-Idempotency-Key";
+
+/// The headers worth keeping with a stored delivery (lower case), for replay and operators:
+/// what Kapso says about the body's event, version and batching. Never the signatures.
+pub const DELIVERY_HEADERS: [&str; 6] = [
+    "content-type",
+    "x-webhook-event",
+    "x-idempotency-key",
+    "x-webhook-payload-version",
+    "x-webhook-batch",
+    "x-batch-size",
+];
+
 /// Inbound message from a customer.
 pub const MESSAGE_RECEIVED: &str = "whatsapp.message.received";
 /// Outbound message accepted by WhatsApp, whoever sent it (this API, Kapso, the Business app).

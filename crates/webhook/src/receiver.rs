@@ -19,6 +19,7 @@ use inbox_domain::ports::{Repository, StoreError};
 use inbox_domain::workspace::Secret;
 use inbox_domain::{DeliveryId, Timestamp};
 use inbox_kapso::signature::{KAPSO_SIGNATURE_HEADER, META_SIGNATURE_HEADER};
+use inbox_kapso::webhook::{DELIVERY_HEADERS, EVENT_HEADER, IDEMPOTENCY_HEADER};
 use inbox_kapso::{ParseError, parse_routed, peek_phone_number_id};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -31,16 +32,6 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Longest accepted `X-Idempotency-Key` (Kapso sends UUIDs).
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
-
-/// The headers kept with a stored delivery (lower case). Never the signatures.
-const KEPT_HEADERS: [&str; 6] = [
-    "content-type",
-    "x-webhook-event",
-    "x-idempotency-key",
-    "x-webhook-payload-version",
-    "x-webhook-batch",
-    "x-batch-size",
-];
 
 /// The receiver's secrets, parsed once at boot by the binary.
 #[derive(Clone, Debug, Default)]
@@ -180,7 +171,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
             &format!("X-Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes."),
         );
     };
-    let event = header_str(&headers, "x-webhook-event");
+    let event = header_str(&headers, EVENT_HEADER);
     // The Kapso secret to verify with depends on the workspace the payload names, so the
     // business number is peeked at first, streaming, without building a tree of the body;
     // nothing is parsed further or written before the signature holds.
@@ -273,7 +264,7 @@ async fn keep_unreadable(
     let delivery = NewDelivery {
         id: DeliveryId::new(),
         idempotency_key: Some(key),
-        event: header_str(headers, "x-webhook-event").map(str::to_owned),
+        event: header_str(headers, EVENT_HEADER).map(str::to_owned),
         phone_number_id,
         headers: kept_headers(headers),
         body: bytes.to_vec(),
@@ -399,7 +390,7 @@ fn bounded(text: &str) -> &str {
 /// identical re-delivery is still recognised; `None` when the key is longer than
 /// [`MAX_IDEMPOTENCY_KEY_BYTES`].
 fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    match header_str(headers, "x-idempotency-key").map(str::trim) {
+    match header_str(headers, IDEMPOTENCY_HEADER).map(str::trim) {
         Some(key) if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => None,
         Some(key) if !key.is_empty() => Some(key.to_owned()),
         _ => Some(format!("sha256:{}", hex::encode(Sha256::digest(body)))),
@@ -407,7 +398,7 @@ fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> Option<String> {
 }
 
 fn kept_headers(headers: &HeaderMap) -> Value {
-    let kept: serde_json::Map<String, Value> = KEPT_HEADERS
+    let kept: serde_json::Map<String, Value> = DELIVERY_HEADERS
         .iter()
         .filter_map(|name| header_str(headers, name).map(|v| ((*name).to_owned(), json!(v))))
         .collect();
