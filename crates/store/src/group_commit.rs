@@ -70,17 +70,20 @@ impl Drop for Queued {
 
 /// A hold on the SQLite writer's batch lock, taken in turn like a unit (for tests that need to
 /// stop the writer at a known point).
+#[cfg(feature = "testing")]
 pub struct WriterHold {
     _batch: OwnedMutexGuard<Batch>,
 }
 
 impl GroupCommit {
     /// Units and committers waiting for the writer.
+    #[cfg(feature = "testing")]
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
     }
 
     /// Waits for the writer in turn, as a unit does, and holds it until the hold is dropped.
+    #[cfg(feature = "testing")]
     pub(crate) async fn hold(&self) -> WriterHold {
         let queued = Queued::new(&self.queued);
         let batch = Arc::clone(&self.batch).lock_owned().await;

@@ -6,6 +6,7 @@
 //! timestamps), written once per port in a macro instantiated for each backend; what differs
 //! (pools, pragmas, migrations, identity columns) lives in [`sqlite`] and [`postgres`].
 
+#[cfg(feature = "bulk")]
 pub mod bulk;
 mod changes;
 mod contacts;
@@ -22,10 +23,12 @@ mod ingest;
 pub mod postgres;
 mod query;
 mod rows;
+#[cfg(feature = "testing")]
 mod seed;
 mod sending;
 mod snapshots;
 pub mod sqlite;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod workspaces;
 
