@@ -1,11 +1,11 @@
 //! Bad input gets its documented status and code, and a message naming the field.
 
+use inbox_tests::TestEnv;
 use inbox_tests::team::Api;
-use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     each_kind_of_bad_input_gets_its_code_and_names_the_field,
     bodies_over_a_mebibyte_get_413_and_routes_answer_in_the_error_shape,
     a_tag_bomb_is_refused_by_its_count_and_outsiders_learn_nothing,

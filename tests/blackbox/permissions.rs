@@ -5,12 +5,12 @@ use inbox_domain::message::Direction;
 use inbox_domain::user::Role;
 use inbox_domain::{Timestamp, UserId};
 use inbox_store::testing::{SeedConversation, SeedMessage, Seeded};
+use inbox_tests::TestEnv;
 use inbox_tests::team::{Api, Direct, contact};
-use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     every_route_answers_each_caller_exactly,
     another_workspace_never_reaches_this_one,
 );
