@@ -1,6 +1,7 @@
 //! Support for black-box tests: run the real `inbox-api` and `inbox-webhook` binaries on a fresh
 //! database and a free port, drive the admin CLI, and talk HTTP to them.
 
+pub mod tables;
 pub mod team;
 
 use std::path::{Path, PathBuf};
