@@ -1,6 +1,7 @@
 //! Support for black-box tests: run the real `inbox-api` and `inbox-webhook` binaries on a fresh
 //! database and a free port, drive the admin CLI, and talk HTTP to them.
 
+pub mod tables;
 pub mod team;
 
 use std::path::{Path, PathBuf};
@@ -8,19 +9,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use inbox_store::testing::{TestDatabase, postgres_or_skip};
+use inbox_store::testing::{OnBackend, TestDatabase};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Db {
-    /// A SQLite file in a temporary folder.
-    Sqlite,
-    /// A fresh PostgreSQL database on `INBOX_TEST_DATABASE_URL`.
-    Postgres,
-}
+/// Which database a test runs on (the one enum of every suite's "on both backends" helper).
+pub use inbox_store::testing::Backend as Db;
 
 /// A fixed key for tests, so admin commands and servers of one test share it.
 pub const TEST_SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -55,15 +50,17 @@ pub struct TestEnv {
     pub kind: Db,
 }
 
+impl OnBackend for TestEnv {
+    async fn over(db: TestDatabase, kind: Db) -> Self {
+        Self { db, kind }
+    }
+}
+
 impl TestEnv {
     /// A fresh database of the given kind, or `None` when PostgreSQL is skipped on a developer
     /// machine without it (never on CI).
     pub async fn new(kind: Db, test: &str) -> Option<Self> {
-        let db = match kind {
-            Db::Sqlite => TestDatabase::sqlite().expect("temp dir"),
-            Db::Postgres => postgres_or_skip(test).await?,
-        };
-        Some(Self { db, kind })
+        inbox_store::testing::fixture(kind, test).await
     }
 
     /// `INBOX_DATABASE_URL`.
@@ -363,33 +360,6 @@ impl Server {
             .expect("server stops within 20 s of SIGTERM")
             .expect("wait for server")
     }
-}
-
-/// Declares an async test body once and runs it as a test on SQLite and on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(env) = $crate::TestEnv::new($crate::Db::Sqlite, stringify!($name)).await {
-                        super::$name(env).await;
-                    }
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(env) = $crate::TestEnv::new($crate::Db::Postgres, stringify!($name)).await {
-                        super::$name(env).await;
-                    }
-                }
-            )*
-        }
-    };
 }
 
 /// One of the repository's signed sample deliveries (`crates/kapso/samples`).

@@ -159,6 +159,82 @@ pub fn contact(n: u32, name: &str) -> NewContact {
     }
 }
 
+/// One API request, whatever carries it to the API.
+#[derive(Clone, Debug)]
+pub struct ApiRequest {
+    /// The method.
+    pub method: Method,
+    /// Path and query, e.g. `/api/conversations?workspace=acme`.
+    pub path: String,
+    /// The bearer token, if any.
+    pub token: Option<String>,
+    /// The body.
+    pub body: RequestBody,
+}
+
+/// A request's body.
+#[derive(Clone, Debug)]
+pub enum RequestBody {
+    /// None.
+    Empty,
+    /// A JSON value, serialized, as `application/json`.
+    Json(Value),
+    /// These exact bytes, as `application/json` (malformed or oversized JSON).
+    Raw(String),
+}
+
+/// How requests reach the API: over HTTP to a running `inbox-api` ([`Api`]), or in process
+/// to its router (the `inproc` suite). The shared tables ([`crate::tables`]) run on either.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// Sends one request; returns the status and the body (`Null` when empty, a string when
+    /// not JSON).
+    fn send(&self, request: ApiRequest) -> impl Future<Output = (u16, Value)> + Send;
+
+    /// Sends a request with an optional JSON body.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> impl Future<Output = (u16, Value)> + Send {
+        self.send(ApiRequest {
+            method,
+            path: path.to_owned(),
+            token: token.map(str::to_owned),
+            body: body.map_or(RequestBody::Empty, |body| RequestBody::Json(body.clone())),
+        })
+    }
+
+    /// `GET path` with a token, expecting 200; returns the JSON.
+    ///
+    /// # Panics
+    /// When the answer is not 200.
+    fn get_ok(&self, path: &str, token: &str) -> impl Future<Output = Value> + Send {
+        let answer = self.call(Method::GET, path, Some(token), None);
+        let path = path.to_owned();
+        async move {
+            let (status, body) = answer.await;
+            assert_eq!(status, 200, "GET {path}: {body}");
+            body
+        }
+    }
+}
+
+impl Transport for Api {
+    fn send(&self, request: ApiRequest) -> impl Future<Output = (u16, Value)> + Send {
+        let mut builder = self.request(request.method, &request.path, request.token.as_deref());
+        builder = match request.body {
+            RequestBody::Empty => builder,
+            RequestBody::Json(value) => builder.json(&value),
+            RequestBody::Raw(text) => builder
+                .header("content-type", "application/json")
+                .body(text),
+        };
+        async move { read(builder.send().await.expect("send")).await }
+    }
+}
+
 /// An HTTP client bound to a server.
 #[derive(Clone, Debug)]
 pub struct Api {

@@ -7,12 +7,12 @@ use inbox_domain::contact::{LeadStatus, NewContact, Tags};
 use inbox_domain::message::Direction;
 use inbox_domain::{Timestamp, UserId};
 use inbox_store::testing::{SeedConversation, SeedMessage};
+use inbox_tests::TestEnv;
 use inbox_tests::team::{Api, contact};
-use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     create_normalises_the_phone_and_conflicts_name_the_existing_contact,
     the_contact_list_filters_and_pages,
     by_phone_gives_bots_the_contact_and_its_ten_newest_messages,

@@ -9,12 +9,12 @@ use inbox_domain::conversation::ConversationStatus;
 use inbox_domain::message::Direction;
 use inbox_domain::{ConversationId, Timestamp, UserId};
 use inbox_store::testing::{SeedConversation, SeedMessage};
+use inbox_tests::TestEnv;
 use inbox_tests::team::{Api, contact};
-use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     every_filter_alone_and_combined_returns_exactly_the_matches,
     paging_a_thousand_conversations_returns_each_once_in_order,
     paging_while_messages_arrive_never_repeats_a_conversation,

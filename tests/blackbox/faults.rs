@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use inbox_tests::{Db, Deliveries, Fixture, Server, TestEnv, on_both_databases};
+use inbox_tests::{Db, Deliveries, Fixture, Server, TestEnv};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-on_both_databases!(a_server_killed_mid_burst_loses_and_duplicates_nothing);
+inbox_store::on_both_backends!(inbox_tests::TestEnv; a_server_killed_mid_burst_loses_and_duplicates_nothing);
 
 /// How long Kapso waits for an answer before it counts the delivery as failed.
 const KAPSO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,12 +2,12 @@
 
 use std::process::Stdio;
 
-use inbox_tests::{TestEnv, binary, on_both_databases};
+use inbox_tests::{TestEnv, binary};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     admin_cli_bootstraps_and_me_lists_the_membership,
     revoked_and_unknown_tokens_get_401,
     set_kapso_stores_secrets_without_echoing_them,

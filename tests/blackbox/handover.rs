@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use inbox_kapso::fake::FakeReply;
-use inbox_tests::{TestEnv, on_both_databases};
+use inbox_tests::TestEnv;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::kapso::{CUSTOMER, Inbox};
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     handover_pauses_and_resumes_the_kapso_workflows,
     a_kapso_failure_does_not_undo_the_handover,
 );

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use inbox_tests::{Deliveries, SseClient, TestEnv, on_both_databases, str_field};
+use inbox_tests::{Deliveries, SseClient, TestEnv, str_field};
 use reqwest::StatusCode;
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     a_token_past_its_requests_a_minute_gets_429_with_retry_after,
     the_ninth_stream_of_a_token_is_refused,
     a_resume_point_past_the_replay_cap_gets_resync,

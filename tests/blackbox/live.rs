@@ -10,14 +10,13 @@ use inbox_domain::user::{Actor, Role};
 use inbox_domain::{EventId, UserId, WorkspaceId};
 use inbox_store::SecretKey;
 use inbox_tests::{
-    Deliveries, Seeded, Server, SseClient, SseFrame, TEST_SECRET_KEY, TestEnv, on_both_databases,
-    str_field,
+    Deliveries, Seeded, Server, SseClient, SseFrame, TEST_SECRET_KEY, TestEnv, str_field,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     a_delivery_to_the_webhook_process_reaches_an_api_stream,
     a_client_resumes_after_a_thousand_events_without_gap_or_duplicate,
     members_see_only_events_of_what_they_may_see,

@@ -1,12 +1,12 @@
 //! `GET /api/openapi.json`: an OpenAPI 3.1 document whose references resolve, and whose paths and
 //! methods are exactly what the running server routes.
 
+use inbox_tests::TestEnv;
 use inbox_tests::team::{Api, read};
-use inbox_tests::{TestEnv, on_both_databases};
 use reqwest::Method;
 use serde_json::Value;
 
-on_both_databases!(the_document_is_openapi_3_1_and_matches_the_served_routes);
+inbox_store::on_both_backends!(inbox_tests::TestEnv; the_document_is_openapi_3_1_and_matches_the_served_routes);
 
 /// Every route API.md names for the API binary (the sending route belongs to another issue).
 const SPEC_ROUTES: &[(&str, &str)] = &[

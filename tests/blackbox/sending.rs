@@ -8,7 +8,7 @@ use futures::future::join_all;
 use inbox_domain::event::EventKind;
 use inbox_domain::message::Message;
 use inbox_kapso::fake::FakeReply;
-use inbox_tests::{TestEnv, on_both_databases};
+use inbox_tests::TestEnv;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ use crate::kapso::{
     API_KEY, CUSTOMER, Inbox, PHONE_NUMBER_ID, delivered, echo, outbound_echo, send,
 };
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     replies_reach_kapso_exactly_as_meta_expects,
     invalid_sends_are_refused_before_anything_is_stored,
     outside_the_window_only_templates_go_through,

@@ -1,11 +1,11 @@
 //! Webhook intake through the real binaries: `inbox-webhook` on its own and `inbox-api`'s
 //! merged receiver, and the admin CLI's delivery log.
 
-use inbox_tests::{TestEnv, fixture, on_both_databases};
+use inbox_tests::{TestEnv, fixture};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-on_both_databases!(
+inbox_store::on_both_backends!(inbox_tests::TestEnv;
     deliveries_are_stored_once_then_listed_and_replayed,
     refused_deliveries_leave_no_trace,
     a_shared_webhook_secret_is_refused_at_start_with_two_tenants,

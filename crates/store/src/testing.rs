@@ -143,6 +143,98 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A fresh PostgreSQL database on `INBOX_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+impl TestDatabase {
+    /// A fresh database of `backend` for `test`, or `None` when PostgreSQL is skipped on a
+    /// developer machine without it (never on CI: see [`postgres_or_skip`]).
+    ///
+    /// # Panics
+    /// When the temporary folder cannot be made, or as [`postgres_or_skip`] does.
+    #[allow(clippy::panic)]
+    pub async fn fresh(backend: Backend, test: &str) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(
+                Self::sqlite().unwrap_or_else(|e| panic!("{test}: a SQLite test database: {e}")),
+            ),
+            Backend::Postgres => postgres_or_skip(test).await,
+        }
+    }
+}
+
+/// What a test declared with [`on_both_backends!`](crate::on_both_backends) receives: whatever
+/// the suite builds over a fresh database (a store, a harness, a running binary's
+/// environment).
+pub trait OnBackend: Sized {
+    /// The fixture over `db`, a fresh database of `backend`; it keeps `db` (dropping it removes
+    /// the database).
+    fn over(db: TestDatabase, backend: Backend) -> impl std::future::Future<Output = Self>;
+}
+
+/// The fixture a test of [`on_both_backends!`](crate::on_both_backends) runs with, or `None`
+/// (said loudly) when PostgreSQL is skipped on a machine without it. Used by the macro.
+pub async fn fixture<F: OnBackend>(backend: Backend, test: &str) -> Option<F> {
+    let db = TestDatabase::fresh(backend, test).await?;
+    Some(F::over(db, backend).await)
+}
+
+/// Declares async test bodies once and runs each as a test on SQLite (`on_sqlite::<name>`) and
+/// on PostgreSQL (`on_postgres::<name>`). The one "on both backends" helper of every suite.
+///
+/// ```text
+/// inbox_store::on_both_backends!(crate::Harness; ingest::stores_once, lists_in_order);
+/// inbox_store::on_both_backends!(crate::Harness, current_thread; ingest::stores_once);
+/// ```
+///
+/// The first argument is the fixture type (an [`OnBackend`](crate::testing::OnBackend), named
+/// by a path that resolves from a child module, e.g. `crate::Harness`); each test body is an
+/// `async fn(fixture)` named by its path from the calling module. Tests run on a multi-thread
+/// runtime with 2 workers unless `current_thread` is given. On PostgreSQL a test skips loudly
+/// without `INBOX_TEST_DATABASE_URL`, and fails instead when `CI` is set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($fixture:ty, current_thread; $($tests:tt)*) => {
+        $crate::on_both_backends!(@backends [flavor = "current_thread"] $fixture; $($tests)*);
+    };
+    ($fixture:ty; $($tests:tt)*) => {
+        $crate::on_both_backends!(
+            @backends [flavor = "multi_thread", worker_threads = 2] $fixture; $($tests)*
+        );
+    };
+    (@backends $runtime:tt $fixture:ty; $($($segment:ident)::+),* $(,)?) => {
+        mod on_sqlite {
+            $($crate::on_both_backends!(@test $runtime Sqlite $fixture; [] $($segment)+);)*
+        }
+        mod on_postgres {
+            $($crate::on_both_backends!(@test $runtime Postgres $fixture; [] $($segment)+);)*
+        }
+    };
+    // A test's path is read one segment at a time: its last segment names the test.
+    (@test $runtime:tt $backend:ident $fixture:ty; [$($path:ident)*] $segment:ident $($rest:ident)+) => {
+        $crate::on_both_backends!(@test $runtime $backend $fixture; [$($path)* $segment] $($rest)+);
+    };
+    (@test [$($runtime:tt)*] $backend:ident $fixture:ty; [$($path:ident)*] $test:ident) => {
+        #[::tokio::test($($runtime)*)]
+        async fn $test() {
+            if let Some(fixture) = $crate::testing::fixture::<$fixture>(
+                $crate::testing::Backend::$backend,
+                stringify!($test),
+            )
+            .await
+            {
+                super::$($path::)*$test(fixture).await;
+            }
+        }
+    };
+}
+
 /// A fresh PostgreSQL database for a test, or `None` (with a loud message) on a developer machine
 /// without `INBOX_TEST_DATABASE_URL`. On CI (`CI` set) a missing PostgreSQL is a failure.
 ///

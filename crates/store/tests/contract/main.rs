@@ -18,7 +18,7 @@ mod workspaces;
 use std::sync::Arc;
 
 use inbox_domain::ports::Repository;
-use inbox_store::testing::{Seed, TestDatabase, postgres_or_skip};
+use inbox_store::testing::{Backend, OnBackend, Seed, TestDatabase, fixture};
 use inbox_store::{SecretKey, postgres, sqlite};
 
 /// What a scenario gets: the ports, and raw SQL access for checking what is really stored.
@@ -150,61 +150,51 @@ impl Raw {
     }
 }
 
+impl OnBackend for Harness {
+    async fn over(db: TestDatabase, backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let store = sqlite::open(db.url(), &SecretKey::generate())
+                    .await
+                    .expect("open sqlite");
+                Self {
+                    raw: Raw::Sqlite(store.write_pool().clone()),
+                    seed: Arc::new(store.clone()),
+                    bulk: Arc::new(store.clone()),
+                    repo: Arc::new(store),
+                    _db: db,
+                }
+            }
+            Backend::Postgres => {
+                let store = postgres::open(db.url(), &SecretKey::generate())
+                    .await
+                    .expect("open postgres");
+                Self {
+                    raw: Raw::Postgres(store.write_pool().clone()),
+                    seed: Arc::new(store.clone()),
+                    bulk: Arc::new(store.clone()),
+                    repo: Arc::new(store),
+                    _db: db,
+                }
+            }
+        }
+    }
+}
+
 impl Harness {
     async fn sqlite() -> Self {
-        let db = TestDatabase::sqlite().expect("temp dir");
-        let store = sqlite::open(db.url(), &SecretKey::generate())
+        fixture(Backend::Sqlite, "sqlite")
             .await
-            .expect("open sqlite");
-        Self {
-            raw: Raw::Sqlite(store.write_pool().clone()),
-            seed: Arc::new(store.clone()),
-            bulk: Arc::new(store.clone()),
-            repo: Arc::new(store),
-            _db: db,
-        }
+            .expect("SQLite is never skipped")
     }
 
     async fn postgres(test: &str) -> Option<Self> {
-        let db = postgres_or_skip(test).await?;
-        let store = postgres::open(db.url(), &SecretKey::generate())
-            .await
-            .expect("open postgres");
-        Some(Self {
-            raw: Raw::Postgres(store.write_pool().clone()),
-            seed: Arc::new(store.clone()),
-            bulk: Arc::new(store.clone()),
-            repo: Arc::new(store),
-            _db: db,
-        })
+        fixture(Backend::Postgres, test).await
     }
 }
 
-/// Declares each scenario as a test on both backends.
-macro_rules! contract {
-    ($($module:ident :: $scenario:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    crate::$module::$scenario(crate::Harness::sqlite().await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    if let Some(h) = crate::Harness::postgres(stringify!($scenario)).await {
-                        crate::$module::$scenario(h).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+// Each scenario on both backends, on a current-thread runtime.
+inbox_store::on_both_backends!(crate::Harness, current_thread;
     bulk::seeds_workspaces_users_and_threads_keeping_the_invariants,
     workspaces::create_and_find_by_slug_and_id,
     workspaces::slugs_are_unique,

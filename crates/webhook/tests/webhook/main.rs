@@ -19,7 +19,7 @@ use inbox_domain::WorkspaceId;
 use inbox_domain::phone::CountryCode;
 use inbox_domain::ports::Repository;
 use inbox_domain::workspace::{NewWorkspace, Secret, WorkspacePatch, WorkspaceSlug};
-use inbox_store::testing::{TestDatabase, postgres_or_skip};
+use inbox_store::testing::{Backend, OnBackend, TestDatabase};
 use inbox_store::{SecretKey, postgres, sqlite};
 use inbox_webhook::{WebhookSettings, WebhookState, router};
 use serde_json::Value;
@@ -55,23 +55,26 @@ pub(crate) enum Store {
     Postgres(postgres::PgStore),
 }
 
+impl OnBackend for Harness {
+    async fn over(db: TestDatabase, backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let store = sqlite::open(db.url(), &SecretKey::generate())
+                    .await
+                    .expect("open sqlite");
+                Self::with(Arc::new(store.clone()), Store::Sqlite(store), db).await
+            }
+            Backend::Postgres => {
+                let store = postgres::open(db.url(), &SecretKey::generate())
+                    .await
+                    .expect("open postgres");
+                Self::with(Arc::new(store.clone()), Store::Postgres(store), db).await
+            }
+        }
+    }
+}
+
 impl Harness {
-    async fn sqlite() -> Self {
-        let db = TestDatabase::sqlite().expect("temp dir");
-        let store = sqlite::open(db.url(), &SecretKey::generate())
-            .await
-            .expect("open sqlite");
-        Self::with(Arc::new(store.clone()), Store::Sqlite(store), db).await
-    }
-
-    async fn postgres(test: &str) -> Option<Self> {
-        let db = postgres_or_skip(test).await?;
-        let store = postgres::open(db.url(), &SecretKey::generate())
-            .await
-            .expect("open postgres");
-        Some(Self::with(Arc::new(store.clone()), Store::Postgres(store), db).await)
-    }
-
     /// The test workspace owns [`PHONE_NUMBER_ID`] and signs with [`KAPSO_SECRET`].
     async fn with(repo: Arc<dyn Repository>, store: Store, db: TestDatabase) -> Self {
         let ws = repo
@@ -220,31 +223,7 @@ pub(crate) async fn post(app: &Router, post: &Post) -> (StatusCode, Value) {
     )
 }
 
-/// Declares each scenario as a test on both backends.
-macro_rules! both {
-    ($($module:ident :: $scenario:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    crate::$module::$scenario(crate::Harness::sqlite().await).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(h) = crate::Harness::postgres(stringify!($scenario)).await {
-                        crate::$module::$scenario(h).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-both!(
+inbox_store::on_both_backends!(crate::Harness;
     fixtures::every_fixture_is_stored_once_under_concurrent_repeats,
     fixtures::fixtures_produce_the_promised_state,
     fixtures::batch_messages_resent_one_by_one_are_not_duplicated,
