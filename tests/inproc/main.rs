@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, Request};
 use inbox_api::AppState;
-use inbox_api::sending::SendSettings;
+use inbox_domain::sending::SendSettings;
 use inbox_kapso::KapsoClient;
 use inbox_store::testing::{Backend, OnBackend, TestDatabase};
 use inbox_tests::TestEnv;

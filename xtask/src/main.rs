@@ -8,16 +8,19 @@
 //! - `fake-kapso [--listen 127.0.0.1:PORT]`: serves the local stand-in for Kapso's API (sends
 //!   answered with generated wamids, handover workflow calls) until Ctrl-C, for the demo and for
 //!   trying sends by hand with `INBOX_KAPSO_BASE_URL` pointed at it.
-//! - `bench`: the performance harness of `docs/PERFORMANCE.md` (`cargo xtask bench --help`).
+//! - `bench [flags]`: the performance harness of `docs/PERFORMANCE.md` (`cargo xtask bench
+//!   --help`). It lives in its own crate, `crates/bench` (`inbox-bench`), so that nothing here
+//!   compiles its dependencies: this builds the product's binaries in release mode, then runs
+//!   the harness in release mode with the same flags, and exits as it does.
 //! - `samples`: writes the signed sample deliveries in `crates/kapso/samples/` from
 //!   `inbox_kapso::samples::generate` (run it after changing a sample there).
 
-mod bench;
 mod demo;
 mod standalone;
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -28,13 +31,17 @@ const FORBIDDEN_IN_DOMAIN: [&str; 5] = ["sqlx", "reqwest", "axum", "tokio", "hyp
 /// Where the test suite looks for PostgreSQL when `INBOX_TEST_DATABASE_URL` is unset.
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        return bench(&args[1..]);
+    }
+    run(&args).map(|()| ExitCode::SUCCESS)
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("bench") => bench::main(&args[1..]),
-        // The trivial server of the bench's HTTP ceiling, started by `bench` itself.
-        Some("bench-echo") => bench::echo(&args[1..]),
         Some("demo") => demo::run(demo::DemoOptions::parse(&args[1..])?),
         Some("fake-kapso") => fake_kapso(&args[1..]),
         Some("samples") => write_samples(),
@@ -107,8 +114,60 @@ fn write_samples() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The repository's root (this crate is `xtask/` in it).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `cargo xtask bench [flags]`: builds the product in release mode, then runs the harness
+/// (`crates/bench`) in release mode with `flags`, and exits with its status.
+///
+/// Two cargo invocations, not one: built together, cargo would unify features and put the fake
+/// Kapso server (which the harness uses) into the product's binaries.
+fn bench(flags: &[String]) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let product = [
+        "build",
+        "--release",
+        "-p",
+        "inbox-api",
+        "-p",
+        "inbox-webhook",
+    ];
+    println!("xtask: bench: cargo {}", product.join(" "));
+    let mut build = cargo(&product);
+    release_env(&mut build, &root);
+    let status = build.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("release build failed ({status})");
+    }
+    let run = ["run", "--release", "-p", "inbox-bench", "--"];
+    println!("xtask: bench: cargo {} {}", run.join(" "), flags.join(" "));
+    let mut harness = cargo(&run);
+    harness.args(flags);
+    release_env(&mut harness, &root);
+    let status = harness.status().context("running the bench")?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+/// What the bench's release builds run with.
+fn release_env(command: &mut Command, root: &Path) {
+    command
+        // `cargo xtask` sets this for xtask; ring's build script reruns when it changes, so
+        // passing it on rebuilt the TLS stack whenever the release binaries had last been built
+        // from a plain shell.
+        .env_remove("CARGO_MANIFEST_DIR")
+        .current_dir(root);
+}
+
 fn ci() -> anyhow::Result<()> {
-    standalone::check(&bench::workspace_root())?;
+    standalone::check(&workspace_root())?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy",

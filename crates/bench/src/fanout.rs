@@ -18,10 +18,11 @@ use tokio::task::JoinHandle;
 
 use super::Ctx;
 use super::ingest::deliveries;
-use super::load::{self, Latency, MakeRequest, Request, histogram};
+use super::load::{self, Latency, LoadSpec, MakeRequest, Request, histogram};
 use super::machine::{busy_text, rss_mib};
 use super::report::{Bar, Ceiling};
 use super::servers::Server;
+use super::targets::Figure;
 
 /// Precedes the burst's number and the post time: `bench-fanout p=<burst> t=<us>`.
 const MARKER: &str = "bench-fanout p=";
@@ -200,7 +201,12 @@ async fn burst(
     seen.reset();
     // The burst's first index names it in the marker (see `marked_deliveries`).
     seen.burst.store(first, Ordering::Relaxed);
-    let run = load::open_loop(&ctx.client, rate, duration, 256, first, false, make).await;
+    let run = load::requests(
+        &ctx.client,
+        LoadSpec::open(rate, duration, 256).starting_at(first),
+        make,
+    )
+    .await;
     // Streams may lag behind the posts (a poll interval across processes, or a slow fan-out):
     // wait until every client has every acknowledged message, up to a limit. What has not
     // arrived by then counts as not delivered.
@@ -349,7 +355,7 @@ async fn measure(
         format!("commit-to-client p99, {clients} clients, {events_per_s:.0} events/s, one process"),
         &from_commit,
         &latency,
-        5.0,
+        Figure::FanoutInProcess,
         delivered,
     );
     ctx.report.detail(
@@ -423,7 +429,7 @@ async fn measure(
         "inbox-webhook process to API client p99 (from commit)".to_owned(),
         &from_commit,
         &latency,
-        50.0,
+        Figure::FanoutAcrossProcesses,
         delivered,
     );
     ctx.report.detail(
@@ -452,15 +458,16 @@ fn latency_rows(
     figure: String,
     from_commit: &Latency,
     from_post: &Latency,
-    bar_ms: f64,
+    target: Figure,
     delivered: f64,
 ) {
+    let bar = ctx.bar(target);
     ctx.report.row(
         "fanout",
         figure,
         from_commit.p99,
         "ms",
-        Bar::AtMostMs(bar_ms),
+        bar,
         Ceiling::Given(delivered.min(1.0)),
     );
     ctx.report.row(
@@ -509,7 +516,7 @@ async fn idle(ctx: &mut Ctx) -> anyhow::Result<()> {
         format!("inbox-api RSS with {} idle SSE clients", tasks.len()),
         after,
         "MiB",
-        Bar::AtMostMib(256.0),
+        ctx.bar(Figure::IdleStreams),
         Ceiling::None,
     );
     ctx.report.detail(

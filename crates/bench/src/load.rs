@@ -1,4 +1,5 @@
-//! The HTTP load generator: open-loop runs at a fixed arrival rate (for latency) and
+//! The load generator: one driver ([`drive`]) for every load the bench makes, shaped by a
+//! [`LoadSpec`]: open-loop runs at a fixed arrival rate (for latency) and
 //! closed-loop runs at a fixed concurrency (for peak throughput), recorded in HDR histograms.
 //!
 //! Open-loop latency is measured from each request's *intended* start time, not from when it
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
@@ -332,28 +334,132 @@ impl Recorder {
     }
 }
 
-/// Requests at a fixed arrival rate for `duration`, at most `max_in_flight` at once (the rest
-/// wait, and are charged the wait). Returns when every request has been answered.
-pub async fn open_loop(
-    client: &Client,
-    rate: f64,
-    duration: Duration,
-    max_in_flight: usize,
-    first_index: u64,
-    keep_acked: bool,
-    make: MakeRequest,
-) -> Run {
+/// When a run stops.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// After this long: an open loop schedules `rate` x this many operations, a closed loop
+    /// starts no operation after it.
+    After(Duration),
+    /// Once this many operations have been started (and answered).
+    Count(u64),
+}
+
+/// What one run of the driver does: the whole shape of a load, typed, in one place.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadSpec {
+    /// `Some`: open loop, operations started at this fixed arrival rate (per second), latency
+    /// measured from each one's intended start. `None`: closed loop, `concurrency` workers
+    /// back to back, latency measured from each one's actual start.
+    pub rate: Option<f64>,
+    /// Closed loop: the workers. Open loop: the most operations in flight (the rest wait,
+    /// and are charged the wait).
+    pub concurrency: usize,
+    /// When the run stops.
+    pub stop: Stop,
+    /// The index the first operation gets; later ones count up from it, so runs that must
+    /// not repeat each other's operations start where the last one ended.
+    pub first_index: u64,
+    /// Keep the indexes of the operations answered 2xx ([`Run::acked`]).
+    pub keep_acked: bool,
+}
+
+impl LoadSpec {
+    /// An open-loop run at `rate` for `duration`, at most `max_in_flight` at once.
+    pub fn open(rate: f64, duration: Duration, max_in_flight: usize) -> Self {
+        Self {
+            rate: Some(rate),
+            concurrency: max_in_flight,
+            stop: Stop::After(duration),
+            first_index: 0,
+            keep_acked: false,
+        }
+    }
+
+    /// A closed-loop run of `concurrency` workers for `duration`.
+    pub fn closed(concurrency: usize, duration: Duration) -> Self {
+        Self {
+            rate: None,
+            concurrency,
+            stop: Stop::After(duration),
+            first_index: 0,
+            keep_acked: false,
+        }
+    }
+
+    /// A closed-loop run of `concurrency` workers until `total` operations are answered.
+    pub fn count(concurrency: usize, total: u64) -> Self {
+        Self {
+            stop: Stop::Count(total),
+            ..Self::closed(concurrency, Duration::ZERO)
+        }
+    }
+
+    /// The same, with operation indexes starting at `first_index`.
+    pub fn starting_at(self, first_index: u64) -> Self {
+        Self {
+            first_index,
+            ..self
+        }
+    }
+
+    /// The same, keeping the indexes of the operations answered 2xx.
+    pub fn keeping_acked(self) -> Self {
+        Self {
+            keep_acked: true,
+            ..self
+        }
+    }
+}
+
+/// One operation of a run: the `i`-th request sent and answered (its HTTP status), or a
+/// database statement replayed (`Ok(200)` when it committed), or a transport error.
+pub type Operation =
+    Arc<dyn Fn(u64) -> BoxFuture<'static, Result<u16, String>> + Send + Sync + 'static>;
+
+/// The HTTP requests `make` builds, sent with `client`, as operations.
+pub fn http(client: &Client, make: MakeRequest) -> Operation {
+    let client = client.clone();
+    Arc::new(move |i| {
+        let client = client.clone();
+        let request = make(i);
+        Box::pin(async move { client.send(&request).await.map(|(status, _)| status) })
+    })
+}
+
+/// Sends the requests `make` builds as `spec` says: [`drive`] over [`http`].
+pub async fn requests(client: &Client, spec: LoadSpec, make: MakeRequest) -> Run {
+    drive(spec, http(client, make)).await
+}
+
+/// The load driver: runs `op` as `spec` says and records every outcome. Every scenario's load,
+/// over HTTP or straight against the database, goes through here. Returns when every operation
+/// has been answered or given up after [`REQUEST_TIMEOUT`].
+pub async fn drive(spec: LoadSpec, op: Operation) -> Run {
+    match spec.rate {
+        Some(rate) => open_loop(spec, rate, op).await,
+        None => closed_loop(spec, op).await,
+    }
+}
+
+/// Operations at a fixed arrival rate, at most `spec.concurrency` at once.
+async fn open_loop(spec: LoadSpec, rate: f64, op: Operation) -> Run {
     let cpu = CpuTimes::now();
-    let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let (total, duration) = match spec.stop {
+        Stop::After(duration) => (
+            (rate * duration.as_secs_f64()).round().max(1.0) as u64,
+            duration,
+        ),
+        Stop::Count(total) => (total, Duration::from_secs_f64(total as f64 / rate)),
+    };
+    let (first_index, keep_acked) = (spec.first_index, spec.keep_acked);
     let recorder = Arc::new(Mutex::new(Recorder::new()));
-    let limit = Arc::new(Semaphore::new(max_in_flight));
+    let limit = Arc::new(Semaphore::new(spec.concurrency));
     let handle = tokio::runtime::Handle::current();
     let start = Instant::now() + Duration::from_millis(20);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let backlog_limit = (rate * MAX_BACKLOG.as_secs_f64()).max(64.0) as u64;
     let scheduler = {
-        let client = client.clone();
         let recorder = Arc::clone(&recorder);
         let completed = Arc::clone(&completed);
         std::thread::spawn(move || {
@@ -366,18 +472,17 @@ pub async fn open_loop(
                 if intended > now {
                     std::thread::sleep(intended - now);
                 }
-                let client = client.clone();
                 let recorder = Arc::clone(&recorder);
                 let limit = Arc::clone(&limit);
-                let make = Arc::clone(&make);
+                let op = Arc::clone(&op);
                 let done = done_tx.clone();
                 let completed = Arc::clone(&completed);
                 handle.spawn(async move {
                     let i = first_index + n;
-                    let request = make(i);
+                    let operation = op(i);
                     let attempt = async {
                         match limit.acquire().await {
-                            Ok(_permit) => client.send(&request).await.map(|(status, _)| status),
+                            Ok(_permit) => operation.await,
                             Err(_) => Err("semaphore closed".to_owned()),
                         }
                     };
@@ -405,7 +510,7 @@ pub async fn open_loop(
         Run {
             mode: "open",
             rate: Some(rate),
-            concurrency: max_in_flight,
+            concurrency: spec.concurrency,
             sent: scheduled,
             overloaded: scheduled < total,
             ..Run::default()
@@ -420,35 +525,39 @@ pub async fn open_loop(
     )
 }
 
-/// `concurrency` workers sending back to back for `duration`.
-pub async fn closed_loop(
-    client: &Client,
-    concurrency: usize,
-    duration: Duration,
-    first_index: u64,
-    keep_acked: bool,
-    make: MakeRequest,
-) -> Run {
+/// `spec.concurrency` workers running operations back to back until `spec.stop`.
+async fn closed_loop(spec: LoadSpec, op: Operation) -> Run {
     let cpu = CpuTimes::now();
     let recorder = Arc::new(Mutex::new(Recorder::new()));
+    let first_index = spec.first_index;
     let next = Arc::new(std::sync::atomic::AtomicU64::new(first_index));
     let start = Instant::now();
-    let deadline = start + duration;
-    let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let client = client.clone();
+    let mut workers = Vec::with_capacity(spec.concurrency);
+    for _ in 0..spec.concurrency {
         let recorder = Arc::clone(&recorder);
         let next = Arc::clone(&next);
-        let make = Arc::clone(&make);
+        let op = Arc::clone(&op);
         workers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
+            loop {
+                if let Stop::After(duration) = spec.stop {
+                    if start.elapsed() >= duration {
+                        break;
+                    }
+                }
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let request = make(i);
+                if let Stop::Count(total) = spec.stop {
+                    if i - first_index >= total {
+                        break;
+                    }
+                }
+                let operation = op(i);
                 let sent = Instant::now();
-                let outcome = send_within(&client, &request).await;
+                let outcome = tokio::time::timeout(REQUEST_TIMEOUT, operation)
+                    .await
+                    .unwrap_or_else(|_| Err(TIMED_OUT.to_owned()));
                 let micros = sent.elapsed().as_micros() as u64;
                 if let Ok(mut r) = recorder.lock() {
-                    r.record(i, outcome, micros, keep_acked);
+                    r.record(i, outcome, micros, spec.keep_acked);
                 }
             }
         }));
@@ -457,26 +566,21 @@ pub async fn closed_loop(
         let _ = worker.await;
     }
     let elapsed = start.elapsed();
-    let sent = next.load(std::sync::atomic::Ordering::Relaxed) - first_index;
+    let sent = match spec.stop {
+        Stop::After(_) => next.load(std::sync::atomic::Ordering::Relaxed) - first_index,
+        Stop::Count(total) => total,
+    };
     take(recorder).finish(
         Run {
             mode: "closed",
             rate: None,
-            concurrency,
+            concurrency: spec.concurrency,
             sent,
             ..Run::default()
         },
         elapsed,
         cpu,
     )
-}
-
-/// Sends, giving up after [`REQUEST_TIMEOUT`].
-async fn send_within(client: &Client, request: &Request) -> Result<u16, String> {
-    tokio::time::timeout(REQUEST_TIMEOUT, client.send(request))
-        .await
-        .unwrap_or_else(|_| Err(TIMED_OUT.to_owned()))
-        .map(|(status, _)| status)
 }
 
 fn take(recorder: Arc<Mutex<Recorder>>) -> Recorder {
@@ -488,53 +592,4 @@ fn take(recorder: Arc<Mutex<Recorder>>) -> Recorder {
             std::mem::replace(&mut *guard, Recorder::new())
         }
     }
-}
-
-/// `concurrency` workers sending back to back until `total` requests are answered.
-pub async fn closed_loop_count(
-    client: &Client,
-    concurrency: usize,
-    total: u64,
-    make: MakeRequest,
-) -> Run {
-    let cpu = CpuTimes::now();
-    let recorder = Arc::new(Mutex::new(Recorder::new()));
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let start = Instant::now();
-    let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let client = client.clone();
-        let recorder = Arc::clone(&recorder);
-        let next = Arc::clone(&next);
-        let make = Arc::clone(&make);
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let request = make(i);
-                let sent = Instant::now();
-                let outcome = send_within(&client, &request).await;
-                let micros = sent.elapsed().as_micros() as u64;
-                if let Ok(mut r) = recorder.lock() {
-                    r.record(i, outcome, micros, false);
-                }
-            }
-        }));
-    }
-    for worker in workers {
-        let _ = worker.await;
-    }
-    take(recorder).finish(
-        Run {
-            mode: "closed",
-            rate: None,
-            concurrency,
-            sent: total,
-            ..Run::default()
-        },
-        start.elapsed(),
-        cpu,
-    )
 }

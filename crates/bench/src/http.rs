@@ -7,22 +7,23 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::kapso::mix;
-use super::load::{self, MakeRequest, Request};
+use super::load::{self, LoadSpec, MakeRequest, Request};
 use super::machine::busy_text;
 use super::report::{Bar, Ceiling};
+use super::targets::Figure;
 
 /// How one request kind is measured.
 struct Measure<'a> {
     scenario: &'static str,
     name: &'a str,
-    /// Open-loop rate for the latency figure.
-    rate: f64,
-    /// Its bar (p99 ms).
-    p99_bar: f64,
+    /// The latency figure: its open-loop rate and its bar (p99) come from [`TARGETS`].
+    ///
+    /// [`TARGETS`]: super::targets::TARGETS
+    figure: Figure,
     /// Closed-loop concurrencies tried for the peak.
     concurrencies: Vec<usize>,
-    /// The peak's bar, if the table has one.
-    peak_bar: Option<f64>,
+    /// The peak's figure in the bar, if it has one.
+    peak: Option<Figure>,
     /// Ceilings the peak is compared with.
     ceilings: Vec<&'static str>,
 }
@@ -37,14 +38,11 @@ fn missing(status: u16) -> bool {
 }
 
 async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Result<Value> {
-    ctx.rates.insert(m.rate as u64);
-    let open = load::open_loop(
+    let rate = ctx.rate(m.figure);
+    ctx.rates.insert(rate as u64);
+    let open = load::requests(
         &ctx.client,
-        m.rate,
-        ctx.opts.open_duration(),
-        512,
-        0,
-        false,
+        LoadSpec::open(rate, ctx.opts.open_duration(), 512),
         Arc::clone(&make),
     )
     .await;
@@ -52,7 +50,7 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
         "  {} {} open {:.0}/s: p50 {:.2} p99 {:.2} max {:.2} ms, {} of {} 2xx; machine CPU {}",
         m.scenario,
         m.name,
-        m.rate,
+        rate,
         open.latency.p50,
         open.latency.p99,
         open.latency.max,
@@ -63,12 +61,9 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
     let mut peak = (0.0_f64, 0_usize);
     let mut closed = Vec::new();
     for &c in &m.concurrencies {
-        let run = load::closed_loop(
+        let run = load::requests(
             &ctx.client,
-            c,
-            ctx.opts.closed_duration(),
-            1_000_000,
-            false,
+            LoadSpec::closed(c, ctx.opts.closed_duration()).starting_at(1_000_000),
             Arc::clone(&make),
         )
         .await;
@@ -94,11 +89,11 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
     }
     ctx.report.row(
         m.scenario,
-        format!("{} p99 at {:.0}/s{}", m.name, m.rate, overload_note(&open)),
+        format!("{} p99 at {:.0}/s{}", m.name, rate, overload_note(&open)),
         open.latency.p99,
         "ms",
-        Bar::AtMostMs(m.p99_bar),
-        Ceiling::Latency(format!("http_p99_at_{}", m.rate as u64)),
+        ctx.bar(m.figure),
+        Ceiling::Latency(format!("http_p99_at_{}", rate as u64)),
     );
     if !m.concurrencies.is_empty() {
         ctx.report.row(
@@ -106,7 +101,7 @@ async fn measure(ctx: &mut Ctx, m: Measure<'_>, make: MakeRequest) -> anyhow::Re
             format!("{} peak (c={})", m.name, peak.1),
             peak.0,
             "/s",
-            m.peak_bar.map_or(Bar::None, Bar::AtLeast),
+            m.peak.map_or(Bar::None, |figure| ctx.bar(figure)),
             Ceiling::Throughput(m.ceilings.clone()),
         );
     }
@@ -249,7 +244,6 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
         }
     }
 
-    let rate = ctx.per_db(5_000.0, 2_000.0);
     let mut best = (0.0_f64, 16_usize);
     for (name, url, token) in variants {
         let request = Request::get(url, &token);
@@ -269,14 +263,9 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
             Measure {
                 scenario: "list",
                 name,
-                rate,
-                p99_bar: 2.0,
+                figure: Figure::List,
                 concurrencies,
-                peak_bar: if ctx.opts.postgres() {
-                    Some(8_000.0)
-                } else {
-                    None
-                },
+                peak: Some(Figure::ListPeak),
                 ceilings: vec!["http_peak", "db_list_qps"],
             },
             make,
@@ -287,13 +276,9 @@ pub async fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
             // The growth bar compares this p99 across dataset sizes. At the bar's rate an
             // overloaded run measures its queue, not the data's size, so growth is judged at a
             // rate every size sustains.
-            let probe = load::open_loop(
+            let probe = load::requests(
                 &ctx.client,
-                GROWTH_RATE,
-                ctx.opts.open_duration(),
-                512,
-                0,
-                false,
+                LoadSpec::open(GROWTH_RATE, ctx.opts.open_duration(), 512),
                 Arc::clone(&make_default),
             )
             .await;
@@ -379,10 +364,9 @@ pub async fn thread(ctx: &mut Ctx) -> anyhow::Result<()> {
         Measure {
             scenario: "thread",
             name: "newest 50",
-            rate: ctx.per_db(5_000.0, 2_000.0),
-            p99_bar: 2.0,
+            figure: Figure::Thread,
             concurrencies: vec![16],
-            peak_bar: None,
+            peak: None,
             ceilings: vec!["http_peak", "db_thread_qps"],
         },
         make,
@@ -455,10 +439,9 @@ pub async fn actions(ctx: &mut Ctx) -> anyhow::Result<()> {
             Measure {
                 scenario: "actions",
                 name: action,
-                rate: ctx.per_db(2_000.0, 500.0),
-                p99_bar: ctx.per_db(3.0, 5.0),
+                figure: Figure::Action,
                 concurrencies: vec![16],
-                peak_bar: None,
+                peak: None,
                 ceilings: vec!["http_peak", "db_ingest_tps"],
             },
             make,
@@ -515,10 +498,9 @@ pub async fn send(ctx: &mut Ctx) -> anyhow::Result<()> {
         Measure {
             scenario: "send",
             name: "text reply",
-            rate: 500.0,
-            p99_bar: 15.0,
+            figure: Figure::Send,
             concurrencies: vec![32],
-            peak_bar: None,
+            peak: None,
             ceilings: vec!["http_peak", "db_ingest_tps"],
         },
         make,

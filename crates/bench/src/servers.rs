@@ -148,10 +148,7 @@ impl Server {
             .env("INBOX_LISTEN", "127.0.0.1:0")
             // Info only for the line that says where it listens: per-request logging would
             // measure the logger.
-            .env(
-                "INBOX_LOG",
-                "warn,inbox_webhook::process=info,xtask::bench=info",
-            );
+            .env("INBOX_LOG", "warn,inbox_webhook::process=info");
         // The harness is one client with one token driving thousands of requests a second and
         // 10,000 streams, and keeps connections between scenarios: per-token and idle limits
         // meant for people would measure the limits instead of the product.
@@ -245,7 +242,7 @@ fn recent(log: &Mutex<VecDeque<String>>) -> Vec<String> {
 }
 
 /// Serves `GET /` with a fixed small body on 127.0.0.1 and a free port: the HTTP ceiling.
-/// Runs as `xtask bench-echo` so that it is a separate process, like the product.
+/// Runs as `inbox-bench bench-echo` so that it is a separate process, like the product.
 pub async fn echo_server() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     eprintln!("listening on http://{}", listener.local_addr()?);

@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use super::Ctx;
 use super::kapso::Deliveries;
-use super::load::{self, MakeRequest};
+use super::load::{self, LoadSpec, MakeRequest};
 use super::machine::busy_text;
 use super::probe::{Arg, Probe};
 use super::report::{Bar, Ceiling};
+use super::targets::Figure;
 
 /// Deliveries for the busy workspace posted to `base_url`: 90% from existing customers, 10%
 /// from new ones.
@@ -48,12 +49,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut peak = (0.0_f64, 1_usize);
     let mut steps = Vec::new();
     for &concurrency in levels {
-        let run = load::closed_loop(
+        let run = load::requests(
             &ctx.client,
-            concurrency,
-            ctx.opts.closed_duration(),
-            next,
-            true,
+            LoadSpec::closed(concurrency, ctx.opts.closed_duration())
+                .starting_at(next)
+                .keeping_acked(),
             Arc::clone(&make),
         )
         .await;
@@ -85,15 +85,13 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.detail("ingest", "closed", json!(steps));
 
     // Latency at the bar's rate, open loop.
-    let rate = ctx.per_db(2_000.0, 1_000.0);
+    let rate = ctx.rate(Figure::IngestAck);
     ctx.rates.insert(rate as u64);
-    let open = load::open_loop(
+    let open = load::requests(
         &ctx.client,
-        rate,
-        ctx.opts.open_duration(),
-        512,
-        next,
-        true,
+        LoadSpec::open(rate, ctx.opts.open_duration(), 512)
+            .starting_at(next)
+            .keeping_acked(),
         Arc::clone(&make),
     )
     .await;
@@ -109,13 +107,12 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     );
     ctx.report.detail("ingest", "open", open.json());
 
-    let peak_bar = ctx.per_db(3_000.0, 2_000.0);
     ctx.report.row(
         "ingest",
         format!("peak acked msgs/s (c={})", peak.1),
         peak.0,
         "/s",
-        Bar::AtLeast(peak_bar),
+        ctx.bar(Figure::IngestPeak),
         Ceiling::Throughput(vec!["db_ingest_tps"]),
     );
     ctx.report.row(
@@ -126,7 +123,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
         open.latency.p99,
         "ms",
-        Bar::AtMostMs(ctx.per_db(5.0, 10.0)),
+        ctx.bar(Figure::IngestAck),
         Ceiling::Latency(format!("http_p99_at_{}", rate as u64)),
     );
     ctx.report.row(
@@ -222,7 +219,8 @@ async fn verify(
     let mut reposted = 0;
     let mut refused = 0;
     if !again.is_empty() {
-        let reposts = load::closed_loop_count(&ctx.client, 8, again.len() as u64, make).await;
+        let reposts =
+            load::requests(&ctx.client, LoadSpec::count(8, again.len() as u64), make).await;
         reposted = reposts.ok;
         refused = reposts.sent - reposts.ok;
     }
@@ -247,7 +245,7 @@ async fn verify(
             }
             request
         });
-        load::closed_loop_count(&ctx.client, 4, rekeyed.len() as u64, make)
+        load::requests(&ctx.client, LoadSpec::count(4, rekeyed.len() as u64), make)
             .await
             .ok
     };

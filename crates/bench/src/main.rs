@@ -9,6 +9,23 @@
 //! The load generator itself must not be the bottleneck, so `cargo xtask bench` (a debug
 //! build) builds the release binaries, then re-runs itself as `target/release/xtask`.
 
+//! `inbox-bench`: the performance harness `docs/PERFORMANCE.md` describes, run as
+//! `cargo xtask bench [flags]`.
+//!
+//! One command builds release binaries, starts them on a fresh database (port 0), seeds the
+//! dataset through the store's bulk module, runs the scenarios, checks the data afterwards, and
+//! writes `target/bench/report.json` plus a table of every figure next to its bar and its ratio
+//! to the ceiling measured in the same run. Correctness violations fail the command; slowness
+//! never does.
+//!
+//! The load generator itself must not be the bottleneck, so `cargo xtask bench` builds the
+//! product's binaries in release mode, then runs this crate in release mode
+//! (`cargo run --release -p inbox-bench -- [flags]`). It is its own crate so that `cargo xtask`
+//! itself compiles none of its dependencies.
+//!
+//! `inbox-bench bench-echo` is the trivial HTTP server of the HTTP ceiling: the bench starts its
+//! own binary that way, so that the server runs in a process of its own, like the product.
+
 mod dataset;
 mod fanout;
 mod http;
@@ -21,10 +38,10 @@ mod options;
 mod probe;
 mod report;
 mod servers;
+mod targets;
 mod verify;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -36,46 +53,43 @@ use self::load::Client;
 use self::options::{Options, Scale};
 use self::report::Report;
 use self::servers::{Database, SECRET_KEY, Server};
+use self::targets::Figure;
 
-/// Set in the re-run release process, so it does not build and re-run again.
-const CHILD_ENV: &str = "INBOX_BENCH_RELEASE";
+/// The first argument that makes this binary the HTTP ceiling's trivial server.
+pub const ECHO_COMMAND: &str = "bench-echo";
 
-/// `cargo xtask bench ...`.
-pub fn main(args: &[String]) -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(ECHO_COMMAND) {
+        return echo();
+    }
+    bench(&args)
+}
+
+/// The harness: `cargo xtask bench [flags]`.
+fn bench(args: &[String]) -> anyhow::Result<()> {
     let options = Options::parse(args)?;
     let root = workspace_root();
-    if std::env::var_os(CHILD_ENV).is_none() {
-        build_release(&root)?;
-        let xtask = target_dir(&root).join("release/xtask");
-        let status = Command::new(&xtask)
-            .arg("bench")
-            .args(args)
-            .env(CHILD_ENV, "1")
-            .current_dir(&root)
-            .status()
-            .with_context(|| format!("running {}", xtask.display()))?;
-        if !status.success() {
-            bail!("bench failed ({status})");
-        }
-        return Ok(());
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(run(options, root))
 }
 
-/// `xtask bench-echo`: the trivial HTTP server of the HTTP ceiling.
-pub fn echo(_args: &[String]) -> anyhow::Result<()> {
+/// `inbox-bench bench-echo`: the trivial HTTP server of the HTTP ceiling.
+fn echo() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(servers::echo_server())
 }
 
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The repository's root: this crate lives in `crates/bench`.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
         .parent()
+        .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
@@ -85,32 +99,6 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map_or_else(|| root.join("target"), |dir| root.join(dir))
-}
-
-/// Builds the product in release mode, then the harness separately: built together, cargo
-/// would unify features and put the fake Kapso server into the product's binaries.
-fn build_release(root: &Path) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for packages in [
-        &["-p", "inbox-api", "-p", "inbox-webhook"][..],
-        &["-p", "xtask"][..],
-    ] {
-        println!("xtask: bench: cargo build --release {}", packages.join(" "));
-        let status = Command::new(&cargo)
-            .args(["build", "--release"])
-            .args(packages)
-            // `cargo xtask` sets this for the harness; ring's build script reruns when it
-            // changes, so passing it on rebuilt the TLS stack whenever the release binaries
-            // had last been built from a plain shell.
-            .env_remove("CARGO_MANIFEST_DIR")
-            .current_dir(root)
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("release build failed ({status})");
-        }
-    }
-    Ok(())
 }
 
 /// What the scenarios share.
@@ -153,13 +141,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A bar's number for this backend: (PostgreSQL, SQLite).
-    pub fn per_db(&self, postgres: f64, sqlite: f64) -> f64 {
-        if self.opts.postgres() {
-            postgres
-        } else {
-            sqlite
-        }
+    /// The bar of `figure` on this run's backend, from [`targets::TARGETS`].
+    pub fn bar(&self, figure: Figure) -> report::Bar {
+        targets::Target::bar(figure, self.opts.postgres())
+    }
+
+    /// The open-loop rate `figure` is measured at on this run's backend, from
+    /// [`targets::TARGETS`].
+    pub fn rate(&self, figure: Figure) -> f64 {
+        targets::Target::rate(figure, self.opts.postgres())
     }
 
     /// `base_url` + `path` of the API.
@@ -412,7 +402,7 @@ fn growth(report: &mut Report, out_dir: &Path, kind: &str, scale: Scale) {
             format!("list p99 at {} / at 10k ({rate})", scale.name()),
             now / before,
             "x",
-            report::Bar::AtMostRatio(1.5),
+            targets::Target::bar(Figure::Growth, kind == "postgres"),
             report::Ceiling::None,
         );
     }
