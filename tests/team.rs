@@ -9,7 +9,7 @@ use inbox_domain::phone::{CountryCode, PhoneE164};
 use inbox_domain::ports::Repository;
 use inbox_domain::token::TokenHash;
 use inbox_domain::user::{NewUser, Role};
-use inbox_domain::workspace::{NewWorkspace, WorkspaceSlug};
+use inbox_domain::workspace::{NewWorkspace, WorkspaceName, WorkspaceSlug};
 use inbox_domain::{UserId, WorkspaceId};
 use inbox_store::SecretKey;
 use inbox_store::testing::Seed;
@@ -122,7 +122,7 @@ impl Direct {
             .repo
             .create_workspace(NewWorkspace {
                 slug: WorkspaceSlug::parse(slug).expect("slug"),
-                name: format!("Workspace {slug}"),
+                name: WorkspaceName::parse(&format!("Workspace {slug}")).expect("name"),
                 default_country: CountryCode::default(),
             })
             .await

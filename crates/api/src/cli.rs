@@ -15,7 +15,7 @@ use inbox_domain::sending::Backoff;
 use inbox_domain::token::generate_token;
 use inbox_domain::user::{NewUser, Role};
 use inbox_domain::validation::text_len;
-use inbox_domain::workspace::{NewWorkspace, Secret, WorkspacePatch, WorkspaceSlug};
+use inbox_domain::workspace::{NewWorkspace, Secret, WorkspaceName, WorkspacePatch, WorkspaceSlug};
 use inbox_domain::{DeliveryId, TokenId, UserId, WorkspaceId};
 use inbox_webhook::process::{self, CoreSettings, WebhookArgs};
 use serde_json::json;
@@ -470,10 +470,9 @@ async fn workspace(repo: &dyn Repository, command: WorkspaceCommand) -> anyhow::
             name,
             default_country,
         } => {
-            text_len("name", &name, 1, 200)?;
             let new = NewWorkspace {
                 slug: WorkspaceSlug::parse(&slug)?,
-                name,
+                name: WorkspaceName::parse(&name)?,
                 default_country: CountryCode::parse(&default_country)?,
             };
             let ws = repo.create_workspace(new).await?;

@@ -44,6 +44,41 @@ impl fmt::Display for WorkspaceSlug {
     }
 }
 
+/// A workspace's display name: 1..=100 characters once trimmed. One rule for the API and the
+/// admin CLI alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceName(String);
+
+impl WorkspaceName {
+    /// The longest name, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    /// Validates a name, trimming surrounding whitespace.
+    ///
+    /// # Errors
+    /// When the trimmed name is empty or longer than [`Self::MAX_CHARS`] characters.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let name = raw.trim();
+        if (1..=Self::MAX_CHARS).contains(&name.chars().count()) {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(ValidationError::new("name", "must be 1 to 100 characters"))
+        }
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkspaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A stored workspace. Secrets are not part of it: they are read only where they are used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workspace {
@@ -74,8 +109,8 @@ pub struct Workspace {
 pub struct NewWorkspace {
     /// Unique slug.
     pub slug: WorkspaceSlug,
-    /// Display name (1..=200 characters).
-    pub name: String,
+    /// Display name.
+    pub name: WorkspaceName,
     /// Country used to read local phone numbers.
     pub default_country: CountryCode,
 }
@@ -84,7 +119,7 @@ pub struct NewWorkspace {
 #[derive(Clone, Debug, Default)]
 pub struct WorkspacePatch {
     /// New display name.
-    pub name: Option<String>,
+    pub name: Option<WorkspaceName>,
     /// New Kapso phone number id (`Some(None)` clears it).
     pub kapso_phone_number_id: Option<Option<String>>,
     /// New Kapso API key (`Some(None)` clears it), in plain text: the store encrypts it.

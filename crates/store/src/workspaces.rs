@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use inbox_domain::ports::{StoreError, WorkspaceRepository};
-use inbox_domain::workspace::{KapsoCredentials, NewWorkspace, Secret, Workspace, WorkspacePatch};
+use inbox_domain::workspace::{
+    KapsoCredentials, NewWorkspace, Secret, Workspace, WorkspaceName, WorkspacePatch,
+};
 use inbox_domain::{Timestamp, WorkspaceId};
 use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
@@ -76,7 +78,7 @@ macro_rules! impl_workspaces {
                 ))
                 .bind(WorkspaceId::new().as_uuid())
                 .bind(new.slug.as_str())
-                .bind(&new.name)
+                .bind(new.name.as_str())
                 .bind(new.default_country.as_str())
                 .bind(now)
                 .fetch_one(&self.write)
@@ -137,7 +139,7 @@ macro_rules! impl_workspaces {
                      WHERE id = $1 RETURNING {WORKSPACE_COLUMNS}"
                 ))
                 .bind(id.as_uuid())
-                .bind(patch.name)
+                .bind(patch.name.as_ref().map(WorkspaceName::as_str))
                 .bind(patch.kapso_phone_number_id.is_some())
                 .bind(patch.kapso_phone_number_id.flatten())
                 .bind(set_api_key)

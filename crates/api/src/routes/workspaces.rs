@@ -6,7 +6,7 @@ use axum::extract::State;
 use inbox_domain::phone::CountryCode;
 use inbox_domain::ports::StoreError;
 use inbox_domain::validation::text_len;
-use inbox_domain::workspace::{Secret, Workspace, WorkspacePatch};
+use inbox_domain::workspace::{Secret, Workspace, WorkspaceName, WorkspacePatch};
 use inbox_kapso::KapsoError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -88,16 +88,13 @@ impl TryFrom<WorkspacePatchBody> for WorkspacePatch {
     type Error = ApiError;
 
     fn try_from(body: WorkspacePatchBody) -> Result<Self, ApiError> {
-        if let Some(name) = &body.name {
-            text_len("name", name.trim(), 1, 100)?;
-        }
         let checked = |field: &str, value: Option<Option<String>>, max: usize| match &value {
             Some(Some(text)) => text_len(field, text, 1, max).map(|()| value),
             _ => Ok(value),
         };
         let secret = |value: Option<Option<String>>| value.map(|v| v.map(Secret::new));
         Ok(Self {
-            name: body.name.map(|n| n.trim().to_owned()),
+            name: body.name.as_deref().map(WorkspaceName::parse).transpose()?,
             kapso_phone_number_id: checked(
                 "kapso_phone_number_id",
                 body.kapso_phone_number_id,

@@ -1,13 +1,13 @@
 use inbox_domain::phone::CountryCode;
 use inbox_domain::ports::StoreError;
-use inbox_domain::workspace::{NewWorkspace, Secret, WorkspacePatch, WorkspaceSlug};
+use inbox_domain::workspace::{NewWorkspace, Secret, WorkspaceName, WorkspacePatch, WorkspaceSlug};
 
 use crate::Harness;
 
 pub fn new_workspace(slug: &str) -> NewWorkspace {
     NewWorkspace {
         slug: WorkspaceSlug::parse(slug).expect("valid slug"),
-        name: format!("{slug} Ltd"),
+        name: WorkspaceName::parse(&format!("{slug} Ltd")).expect("name"),
         default_country: CountryCode::default(),
     }
 }
@@ -164,7 +164,7 @@ pub async fn patch_changes_only_what_it_names(h: Harness) {
         .await
         .expect("create");
     let patch = WorkspacePatch {
-        name: Some("Acme Indonesia".into()),
+        name: Some(WorkspaceName::parse("Acme Indonesia").expect("name")),
         default_country: Some(CountryCode::parse("SG").expect("SG")),
         auto_create_contacts: Some(false),
         ..WorkspacePatch::default()

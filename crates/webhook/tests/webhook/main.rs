@@ -80,7 +80,7 @@ impl Harness {
         let ws = repo
             .create_workspace(NewWorkspace {
                 slug: WorkspaceSlug::parse("acme").expect("slug"),
-                name: "Acme".into(),
+                name: inbox_domain::workspace::WorkspaceName::parse("Acme").expect("name"),
                 default_country: CountryCode::default(),
             })
             .await

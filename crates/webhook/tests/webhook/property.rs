@@ -175,7 +175,7 @@ pub async fn random_signed_deliveries_are_stored_exactly_once_or_not_at_all(h: H
         .repo
         .create_workspace(inbox_domain::workspace::NewWorkspace {
             slug: inbox_domain::workspace::WorkspaceSlug::parse("victim").expect("slug"),
-            name: "Victim".into(),
+            name: inbox_domain::workspace::WorkspaceName::parse("Victim").expect("name"),
             default_country: inbox_domain::phone::CountryCode::default(),
         })
         .await

@@ -20,7 +20,7 @@ async fn victim(h: &Harness, secret: Option<&str>) -> WorkspaceId {
         .repo
         .create_workspace(NewWorkspace {
             slug: WorkspaceSlug::parse("victim").expect("slug"),
-            name: "Victim".into(),
+            name: inbox_domain::workspace::WorkspaceName::parse("Victim").expect("name"),
             default_country: CountryCode::default(),
         })
         .await
