@@ -30,14 +30,12 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::conversations::{
-    MESSAGE_COLUMNS, MessageRow, ScanEdgeRow, Shape, lead_score, lead_status, tags_from_json,
-    tags_to_json,
+    MESSAGE_COLUMNS, MessageRow, PageBounds, ScanEdgeRow, Shape, lead_score, lead_status,
+    tags_from_json, tags_to_json,
 };
 use crate::error::{from_sqlx, pause_before_retry};
 use crate::events::Dialect;
-use crate::query::{
-    Arg, ListDialect, SEARCH_SCAN_ROWS, START_ID, START_KEY, Sql, bind_all, search_condition,
-};
+use crate::query::{Arg, ListDialect, SEARCH_SCAN_ROWS, Sql, bind_all, search_condition};
 use crate::rows::corrupt;
 use inbox_domain::ingest::MAX_ATTEMPTS;
 
@@ -129,22 +127,12 @@ fn list_sql<D: ListDialect>(
     let filter = &query.filter;
     let mut sql = Sql::default();
     let ws = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
-    let (after_key, after_id) = query
-        .after
-        .map_or((START_KEY, START_ID), |c| (c.sort_key, c.id.as_uuid()));
-    let key = sql.arg(Arg::Int(after_key));
-    let id = sql.arg(Arg::Uuid(after_id));
-    let limit = sql.arg(Arg::Int(match shape {
-        Shape::Page { .. } => i64::from(query.limit.get()) + 1,
-        Shape::ScanEdge => SEARCH_SCAN_ROWS,
-    }));
-    let scan_floor = match shape {
-        Shape::Page { floor: Some(floor) } => Some((
-            sql.arg(Arg::Int(floor.sort_key)),
-            sql.arg(Arg::Uuid(floor.id.as_uuid())),
-        )),
-        _ => None,
-    };
+    let PageBounds {
+        key,
+        id,
+        limit,
+        scan_floor,
+    } = shape.bind(&mut sql, query.after, query.limit, ContactId::as_uuid);
 
     // Members see only their own contacts, which makes them the assignee filter and the driver.
     let assignee: Option<Option<UserId>> = match actor.visibility() {

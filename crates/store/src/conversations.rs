@@ -33,7 +33,7 @@ use inbox_domain::message::{
     DeliveryStatus, Direction, Media, Message, MessageError, MessageKind, MessagePage, SenderType,
     ThreadPosition, ThreadQuery,
 };
-use inbox_domain::page::{Cursor, Page};
+use inbox_domain::page::{Cursor, Limit, Page};
 use inbox_domain::phone::PhoneE164;
 use inbox_domain::ports::{ActionError, ConversationRepository, StoreError};
 use inbox_domain::user::{Actor, Visibility};
@@ -265,6 +265,52 @@ pub(crate) enum Shape<Id> {
     ScanEdge,
 }
 
+/// The placeholders every list statement starts with.
+pub(crate) struct PageBounds {
+    /// The sort key the page continues after.
+    pub(crate) key: String,
+    /// The id the page continues after.
+    pub(crate) id: String,
+    /// How many rows a walk reads: one beyond the page (which says whether there is a next
+    /// one), or a search's whole window.
+    pub(crate) limit: String,
+    /// A search page's last row to examine, inclusive.
+    pub(crate) scan_floor: Option<(String, String)>,
+}
+
+impl<Id: Copy> Shape<Id> {
+    /// Binds the arguments of [`PageBounds`] for a page of `limit` after `after`.
+    pub(crate) fn bind(
+        self,
+        sql: &mut Sql,
+        after: Option<Cursor<Id>>,
+        limit: Limit,
+        as_uuid: fn(&Id) -> Uuid,
+    ) -> PageBounds {
+        let (after_key, after_id) =
+            after.map_or((START_KEY, START_ID), |c| (c.sort_key, as_uuid(&c.id)));
+        let key = sql.arg(Arg::Int(after_key));
+        let id = sql.arg(Arg::Uuid(after_id));
+        let limit = sql.arg(Arg::Int(match self {
+            Self::Page { .. } => i64::from(limit.get()) + 1,
+            Self::ScanEdge => SEARCH_SCAN_ROWS,
+        }));
+        let scan_floor = match self {
+            Self::Page { floor: Some(floor) } => Some((
+                sql.arg(Arg::Int(floor.sort_key)),
+                sql.arg(Arg::Uuid(as_uuid(&floor.id))),
+            )),
+            _ => None,
+        };
+        PageBounds {
+            key,
+            id,
+            limit,
+            scan_floor,
+        }
+    }
+}
+
 /// The last row of a search's window.
 #[derive(sqlx::FromRow)]
 pub(crate) struct ScanEdgeRow {
@@ -301,23 +347,12 @@ fn list_sql<D: ListDialect>(
     let filter = &query.filter;
     let mut sql = Sql::default();
     let ws = sql.arg(Arg::Uuid(actor.workspace_id.as_uuid()));
-    let (after_key, after_id) = query
-        .after
-        .map_or((START_KEY, START_ID), |c| (c.sort_key, c.id.as_uuid()));
-    let key = sql.arg(Arg::Int(after_key));
-    let id = sql.arg(Arg::Uuid(after_id));
-    let limit = sql.arg(Arg::Int(match shape {
-        // One row beyond the page says whether there is a next one.
-        Shape::Page { .. } => i64::from(query.limit.get()) + 1,
-        Shape::ScanEdge => SEARCH_SCAN_ROWS,
-    }));
-    let scan_floor = match shape {
-        Shape::Page { floor: Some(floor) } => Some((
-            sql.arg(Arg::Int(floor.sort_key)),
-            sql.arg(Arg::Uuid(floor.id.as_uuid())),
-        )),
-        _ => None,
-    };
+    let PageBounds {
+        key,
+        id,
+        limit,
+        scan_floor,
+    } = shape.bind(&mut sql, query.after, query.limit, ConversationId::as_uuid);
 
     let mut residual: Vec<String> = Vec::new();
     let mut tags_drive = false;
