@@ -1,13 +1,11 @@
 use std::collections::HashSet;
 
 use inbox_domain::contact::{LeadStatus, NewContact, Tags};
-use inbox_domain::conversation::ConversationQuery;
 use inbox_domain::conversation::{
     AssigneeFilter, ConversationFilter, ConversationStatus, LeadStatusFilter, ReplyWindow,
     SearchText, TagFilter,
 };
 use inbox_domain::message::Direction;
-use inbox_domain::page::Limit;
 use inbox_domain::ports::{ActionError, StoreError};
 use inbox_domain::user::{Actor, Visibility};
 use inbox_domain::{ConversationId, Timestamp, UserId};
@@ -16,7 +14,7 @@ use inbox_store::testing::{SeedConversation, SeedMessage};
 use uuid::Uuid;
 
 use crate::Harness;
-use crate::fixtures::{HOUR, NOW, Team, all_pages, contact, event_count, ids, phone};
+use crate::fixtures::{HOUR, NOW, Team, all_pages, contact, event_count, every_page, ids, phone};
 
 /// A seeded conversation and what the filters should see of it.
 struct Spec {
@@ -458,30 +456,13 @@ pub async fn a_rare_search_examines_a_bounded_window_per_page(h: Harness) {
         ..ConversationFilter::default()
     };
     for actor in [team.owner, team.member] {
-        let mut pages = 0;
-        let mut found = Vec::new();
-        let mut after = None;
-        loop {
-            let page = h
-                .repo
-                .conversations(
-                    actor,
-                    ConversationQuery {
-                        filter: filter.clone(),
-                        now: Timestamp::from_millis(NOW),
-                        limit: Limit::new(20).expect("limit"),
-                        after,
-                    },
-                )
-                .await
-                .expect("list");
-            pages += 1;
-            found.extend(page.items.iter().map(|c| c.contact.name.clone()));
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let pages = every_page(&h, actor, &filter, 20).await;
+        let found: Vec<_> = pages
+            .iter()
+            .flatten()
+            .map(|c| c.contact.name.clone())
+            .collect();
+        let pages = pages.len();
         let visible = if actor.role == team.owner.role {
             rows
         } else {

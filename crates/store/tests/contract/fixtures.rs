@@ -84,7 +84,22 @@ pub async fn all_pages(
     filter: &ConversationFilter,
     limit: i64,
 ) -> Vec<Conversation> {
-    let mut out = Vec::new();
+    every_page(h, actor, filter, limit)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Every page of a conversation list, as pages: each at most `limit` long, and full unless it
+/// is the last or a search page stopped short at its scan bound.
+pub async fn every_page(
+    h: &Harness,
+    actor: Actor,
+    filter: &ConversationFilter,
+    limit: i64,
+) -> Vec<Vec<Conversation>> {
+    let mut pages = Vec::new();
     let mut after = None;
     loop {
         let page = h
@@ -101,14 +116,13 @@ pub async fn all_pages(
             .await
             .expect("list");
         assert!(page.items.len() <= usize::try_from(limit).expect("small"));
-        // A search page may stop short at its scan bound; every other page is full.
         if page.next.is_some() && filter.q.is_none() {
             assert_eq!(page.items.len(), usize::try_from(limit).expect("small"));
         }
-        out.extend(page.items);
+        pages.push(page.items);
         match page.next {
             Some(next) => after = Some(next),
-            None => return out,
+            None => return pages,
         }
     }
 }
