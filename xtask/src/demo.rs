@@ -450,10 +450,7 @@ fn target_dir() -> anyhow::Result<std::path::PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(dir.into());
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
-    Ok(root.join("target"))
+    Ok(crate::workspace_root().join("target"))
 }
 
 async fn shutdown_signal() {

@@ -114,9 +114,12 @@ fn write_samples() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The repository's root (this crate is `xtask/` in it).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The repository's root (this crate is `xtask/` in it). The manifest folder `cargo run` gives
+/// the process comes first: the compiled-in one names the checkout the binary was built in,
+/// which may be another one sharing the target directory (as `.ci/run`'s clone does).
+pub(crate) fn workspace_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }

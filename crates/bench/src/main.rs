@@ -84,9 +84,12 @@ fn echo() -> anyhow::Result<()> {
     runtime.block_on(servers::echo_server())
 }
 
-/// The repository's root: this crate lives in `crates/bench`.
+/// The repository's root: this crate lives in `crates/bench`. The manifest folder `cargo run`
+/// gives the process comes first: the compiled-in one names the checkout the binary was built
+/// in, which may be another one sharing the target directory (as `.ci/run`'s clone does).
 fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest
         .parent()
         .and_then(Path::parent)
